@@ -1,0 +1,9 @@
+"""sparkml_lloyd: Lloyd's k-means as a first-class ``pyspark.ml`` Estimator.
+
+>>> from sparkml_lloyd import LloydKMeans, LloydKMeansModel
+"""
+
+from sparkml_lloyd.clustering import LloydKMeans, LloydKMeansModel, LloydKMeansSummary
+
+__version__ = "0.1.0"
+__all__ = ["LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary", "__version__"]

@@ -1,0 +1,592 @@
+"""Spark plumbing for Lloyd's algorithm: all RDD, broadcast and Arrow code lives here.
+
+Driver side:
+    :func:`fit` validates the input schema, builds the cached RDD of numpy blocks in one pass
+    (which also validates every row and draws the seeding sample), initialises the centers,
+    runs the iterations and a final pass for the cost and sizes, and releases everything it
+    cached or broadcast, on success or failure.
+
+Executor side:
+    module-level functions (``_prep_partition``, ``_stats_partition`` ...) that receive plain
+    arrays and call :mod:`sparkml_lloyd._kernel`. No closure captures an estimator or model.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from sparkml_lloyd import _kernel as K
+
+logger = logging.getLogger("sparkml_lloyd")
+
+#: Rows per cached block: big enough for BLAS, small enough to pickle cheaply.
+BLOCK_ROWS = 65536
+#: ... and at most this many bytes of features per block.
+BLOCK_BYTES = 32 << 20
+#: Random streams of :func:`sparkml_lloyd._kernel.row_uniforms`.
+_STREAM_SAMPLE = 0  # first center (k-means||) and the "random" init sample
+_STREAM_TOPUP = 1_000_000  # extra distinct points when the sample has too few
+
+
+# --------------------------------------------------------------------------------------
+# Configuration and results
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Validated parameters of one fit (see ``LloydKMeans``)."""
+
+    k: int
+    max_iter: int
+    tol: float
+    seed: int
+    init_mode: str
+    init_steps: int
+    distance: str
+    features_col: str
+    weight_col: str | None
+    initial_centers: np.ndarray | None
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns to the estimator."""
+
+    centers: np.ndarray
+    num_iter: int
+    cost_history: list[float]
+    cluster_sizes: list[int]
+    num_features: int
+    num_rows: int
+    training_cost: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.training_cost = self.cost_history[-1]
+
+
+# --------------------------------------------------------------------------------------
+# Schema checks (no Spark job)
+# --------------------------------------------------------------------------------------
+
+_FEATURE_FIX = (
+    "Use a vector column (pyspark.ml.linalg, e.g. from VectorAssembler) or an "
+    "array<double>/array<float> column."
+)
+
+
+def features_kind(df: DataFrame, col: str, param: str = "featuresCol") -> str:
+    """``"vector"`` or ``"array"``; a clear error for a missing or wrongly typed column."""
+    if col not in df.columns:
+        raise ValueError(
+            f"{param}={col!r} is not a column of the DataFrame (columns: {df.columns}). "
+            f"Set {param} to the column holding the feature vectors."
+        )
+    dtype = df.schema[col].dataType
+    if isinstance(dtype, VectorUDT):
+        return "vector"
+    if isinstance(dtype, T.ArrayType) and isinstance(
+        dtype.elementType, (T.DoubleType, T.FloatType)
+    ):
+        return "array"
+    raise TypeError(
+        f"{param}={col!r} has type {dtype.simpleString()}, which is not a feature vector. "
+        + _FEATURE_FIX
+    )
+
+
+def check_weight_column(df: DataFrame, col: str) -> None:
+    if col not in df.columns:
+        raise ValueError(
+            f"weightCol={col!r} is not a column of the DataFrame (columns: {df.columns}). "
+            "Set weightCol to a numeric column, or clear it to weight every row 1."
+        )
+    dtype = df.schema[col].dataType
+    if not isinstance(dtype, T.NumericType):
+        raise TypeError(
+            f"weightCol={col!r} has type {dtype.simpleString()}; weights must be numeric "
+            "(cast the column to double)."
+        )
+
+
+def features_as_array(df: DataFrame, col: str, param: str = "featuresCol") -> Column:
+    """The features column as ``array<double>`` (dense), for Arrow."""
+    if features_kind(df, col, param) == "vector":
+        return vector_to_array(F.col(col), "float64")
+    return F.col(col).cast(T.ArrayType(T.DoubleType()))
+
+
+# --------------------------------------------------------------------------------------
+# Arrow -> numpy (executor side)
+# --------------------------------------------------------------------------------------
+
+
+def arrow_to_matrix(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """A ``list<double>`` Arrow array as a dense ``(rows, d)`` matrix.
+
+    Returns the matrix of the non-null rows, a boolean mask of null rows, and the sorted
+    distinct lengths seen among the non-null rows (more than one: the matrix is empty).
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    nulls = arr.is_null().to_numpy(zero_copy_only=False)
+    valid = arr.filter(pa.array(~nulls)) if nulls.any() else arr
+    lengths = valid.value_lengths().to_numpy(zero_copy_only=False)
+    distinct = np.unique(lengths).tolist() if len(lengths) else []
+    if len(distinct) > 1:
+        return np.empty((0, 0)), nulls, distinct
+    d = distinct[0] if distinct else 0
+    values = valid.flatten().to_numpy(zero_copy_only=False)
+    # Null elements inside a vector come through as NaN and are reported as non-finite.
+    return np.asarray(values, dtype=np.float64).reshape(len(valid), d), nulls, distinct
+
+
+def _rows_hash(x: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of every row's exact bits: the row's identity for seeding."""
+    bits = np.ascontiguousarray(x).view(np.uint64)
+    h = np.full(x.shape[0], 0x243F6A8885A308D3, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(bits.shape[1]):
+            h ^= bits[:, j]
+            h *= np.uint64(0x9E3779B97F4A7C15)
+            h ^= h >> np.uint64(29)
+    return h
+
+
+def _row_keys(x: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """Uniforms in [0, 1) fixed by the row's content, the seed and the stream."""
+    return K.row_uniforms(seed, stream, _rows_hash(x))
+
+
+def _lowest_keys(x: np.ndarray, keys: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` rows with the smallest keys (ascending)."""
+    idx = np.argpartition(keys, m)[:m] if len(keys) > m else np.arange(len(keys))
+    idx = idx[np.argsort(keys[idx], kind="stable")]
+    return x[idx].copy(), keys[idx].copy()
+
+
+@dataclass
+class _Diag:
+    """Per-block findings of the preparation pass; merged on the driver."""
+
+    rows: int = 0
+    nulls: int = 0
+    nonfinite: int = 0
+    zero_norm: int = 0
+    lengths: set[int] = field(default_factory=set)
+    w_null: int = 0
+    w_negative: int = 0
+    w_nonfinite: int = 0
+    w_sum: float = 0.0
+    sample_x: list[np.ndarray] = field(default_factory=list)
+    sample_keys: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, other: _Diag) -> None:
+        for name in ("rows", "nulls", "nonfinite", "zero_norm", "w_null", "w_negative",
+                     "w_nonfinite", "w_sum"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.lengths |= other.lengths
+        self.sample_x += other.sample_x
+        self.sample_keys += other.sample_keys
+
+
+def _prep_partition(
+    batches: Iterable[pa.RecordBatch],
+    has_weight: bool,
+    cosine: bool,
+    seed: int,
+    sample_size: int,
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: Arrow batches of one partition -> pickled (x, w, diag) blocks."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+
+    def flush() -> pa.RecordBatch:
+        table = pa.Table.from_batches(pending)
+        x, nulls, lengths = arrow_to_matrix(table.column("f"))
+        diag = _Diag(nulls=int(nulls.sum()), lengths=set(lengths))
+        w = None
+        if has_weight:
+            wcol = table.column("w").combine_chunks()
+            wnull = wcol.is_null().to_numpy(zero_copy_only=False)
+            diag.w_null = int((wnull & ~nulls).sum())
+            w = np.asarray(wcol.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+            w = w[~nulls]
+        if len(lengths) <= 1 and x.shape[0]:
+            finite = np.isfinite(x).all(axis=1)
+            diag.nonfinite = int((~finite).sum())
+            if cosine:
+                diag.zero_norm = int((K.row_norms_sq(x) == 0.0).sum())
+                x = K.normalize_rows(x)
+            if w is not None:
+                diag.w_negative = int((w < 0).sum())
+                diag.w_nonfinite = int((~np.isfinite(w)).sum())
+                diag.w_sum = float(w[np.isfinite(w)].sum())
+            else:
+                diag.w_sum = float(x.shape[0])
+            diag.rows = x.shape[0]
+            if diag.nonfinite == 0 and diag.zero_norm == 0:
+                eligible = x if w is None else x[w > 0]
+                sx, sk = _lowest_keys(eligible, _row_keys(eligible, seed, _STREAM_SAMPLE),
+                                      sample_size)
+                diag.sample_x, diag.sample_keys = [sx], [sk]
+        blob = pickle.dumps((x, w, diag), protocol=pickle.HIGHEST_PROTOCOL)
+        return pa.RecordBatch.from_arrays([pa.array([blob], pa.binary())], ["blob"])
+
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        if pending_rows >= BLOCK_ROWS or sum(b.nbytes for b in pending) >= BLOCK_BYTES:
+            yield flush()
+            pending, pending_rows = [], 0
+    if pending:
+        yield flush()
+
+
+def _unpickle_block(row: Any) -> tuple[np.ndarray, np.ndarray | None, _Diag]:
+    return pickle.loads(row[0])
+
+
+# --------------------------------------------------------------------------------------
+# Passes over the cached blocks (executor side)
+# --------------------------------------------------------------------------------------
+
+
+def _stats_partition(
+    blocks: Iterable[tuple], centers_bc: Any, distance: str
+) -> Iterator[K.BlockStats]:
+    centers = centers_bc.value
+    parts = [K.block_stats(x, w, centers, distance) for x, w, _ in blocks]
+    yield K.merge_stats(parts, centers.shape[0], centers.shape[1])
+
+
+def _cost_partition(blocks: Iterable[tuple], centers_bc: Any, distance: str) -> Iterator[float]:
+    centers = centers_bc.value
+    total = 0.0
+    for x, w, _ in blocks:
+        _, dist = K.nearest(x, centers, distance)
+        total += float(dist.sum() if w is None else dist @ w)
+    yield total
+
+
+def _sample_partition(
+    blocks: Iterable[tuple],
+    centers_bc: Any,
+    distance: str,
+    seed: int,
+    stream: int,
+    factor: float,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """k-means|| step: keep each row with probability min(1, factor * w * cost)."""
+    centers = centers_bc.value
+    for x, w, _ in blocks:
+        _, dist = K.nearest(x, centers, distance)
+        p = dist * factor if w is None else dist * w * factor
+        keys = _row_keys(x, seed, stream)
+        keep = keys < p
+        if keep.any():
+            yield x[keep], keys[keep]
+
+
+def _topup_partition(
+    blocks: Iterable[tuple], centers_bc: Any, distance: str, seed: int, m: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Rows not equal to any current center (distance > 0, weight > 0), lowest keys first."""
+    centers = centers_bc.value
+    for x, w, _ in blocks:
+        _, dist = K.nearest(x, centers, distance)
+        far = dist > 0 if w is None else (dist > 0) & (w > 0)
+        if far.any():
+            xs = x[far]
+            yield _lowest_keys(xs, _row_keys(xs, seed, _STREAM_TOPUP), m)
+
+
+# --------------------------------------------------------------------------------------
+# Driver side
+# --------------------------------------------------------------------------------------
+
+
+class _Resources:
+    """Everything a fit caches or broadcasts, released together."""
+
+    def __init__(self, sc: Any) -> None:
+        self.sc = sc
+        self.rdds: list[Any] = []
+
+    def cache(self, rdd: Any) -> Any:
+        rdd.persist(StorageLevel.MEMORY_AND_DISK)
+        self.rdds.append(rdd)
+        return rdd
+
+    def run(self, rdd: Any, fn: Callable[..., Iterator[Any]], centers: np.ndarray,
+            **kwargs: Any) -> list[Any]:
+        """One pass: broadcast ``centers``, run ``fn`` on every partition, collect, destroy."""
+        bc = self.sc.broadcast(np.ascontiguousarray(centers, dtype=np.float64))
+        try:
+            return rdd.mapPartitions(partial(fn, centers_bc=bc, **kwargs)).collect()
+        finally:
+            bc.destroy()
+
+    def release(self) -> None:
+        for rdd in self.rdds:
+            rdd.unpersist()
+        self.rdds.clear()
+
+
+def _merge_diagnostics(diags: list[_Diag]) -> _Diag:
+    total = _Diag()
+    for d in diags:
+        total.add(d)
+    return total
+
+
+def _raise_for_data(diag: _Diag, cfg: FitConfig) -> None:
+    col, wcol = cfg.features_col, cfg.weight_col
+    if diag.nulls:
+        raise ValueError(
+            f"featuresCol={col!r} has {diag.nulls} null rows. Drop them "
+            f"(df.dropna(subset=[{col!r}])) or fill them before fitting."
+        )
+    if len(diag.lengths) > 1:
+        raise ValueError(
+            f"featuresCol={col!r} holds vectors of different lengths {sorted(diag.lengths)}; "
+            "every row must have the same number of features."
+        )
+    if diag.rows == 0:
+        raise ValueError(
+            "The DataFrame has no rows: there is nothing to cluster. Check the filters "
+            "or the input path upstream."
+        )
+    if diag.lengths == {0}:
+        raise ValueError(f"featuresCol={col!r} holds empty vectors (0 features).")
+    if diag.nonfinite:
+        raise ValueError(
+            f"featuresCol={col!r} has {diag.nonfinite} rows with NaN or infinite values. "
+            "Drop or impute them (e.g. pyspark.ml.feature.Imputer) before fitting."
+        )
+    if diag.zero_norm:
+        raise ValueError(
+            f"featuresCol={col!r} has {diag.zero_norm} all-zero vectors, for which the cosine "
+            "distance is undefined. Drop them or use distanceMeasure='euclidean'."
+        )
+    if wcol:
+        if diag.w_null:
+            raise ValueError(
+                f"weightCol={wcol!r} has {diag.w_null} null values. Fill them (e.g. with 1.0) "
+                "or drop those rows."
+            )
+        if diag.w_nonfinite:
+            raise ValueError(
+                f"weightCol={wcol!r} has {diag.w_nonfinite} NaN or infinite values; weights "
+                "must be finite numbers >= 0."
+            )
+        if diag.w_negative:
+            raise ValueError(
+                f"weightCol={wcol!r} has {diag.w_negative} negative values; weights must be "
+                ">= 0."
+            )
+        if diag.w_sum <= 0:
+            raise ValueError(
+                f"weightCol={wcol!r} is zero for every row; at least one weight must be > 0."
+            )
+
+
+def _distinct_rows(x: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows ordered by key (first occurrence kept)."""
+    order = np.argsort(keys, kind="stable")
+    x, keys = x[order], keys[order]
+    _, first = np.unique(x, axis=0, return_index=True)
+    first.sort()
+    return x[first], keys[first]
+
+
+def _too_few_distinct(found: int, k: int) -> ValueError:
+    return ValueError(
+        f"The data has only {found} distinct points (rows with weight > 0), fewer than "
+        f"k={k}. Lower k to at most {found}."
+    )
+
+
+def _fill_to_k(res: _Resources, blocks: Any, centers: np.ndarray, cfg: FitConfig) -> np.ndarray:
+    """Add distinct data points (lowest keys first) until there are k centers."""
+    while centers.shape[0] < cfg.k:
+        found = res.run(blocks, _topup_partition, centers, distance=cfg.distance,
+                        seed=cfg.seed, m=cfg.k)
+        if not found:
+            raise _too_few_distinct(centers.shape[0], cfg.k)
+        x, _keys = _distinct_rows(np.vstack([f[0] for f in found]),
+                                 np.concatenate([f[1] for f in found]))
+        centers = np.vstack([centers, x[: cfg.k - centers.shape[0]]])
+    return centers
+
+
+def _init_random(
+    res: _Resources, blocks: Any, diag: _Diag, cfg: FitConfig
+) -> np.ndarray:
+    """k distinct points with the smallest content keys: a uniform sample, seeded."""
+    x, _ = _distinct_rows(np.vstack(diag.sample_x), np.concatenate(diag.sample_keys))
+    return _fill_to_k(res, blocks, x[: cfg.k], cfg)
+
+
+def _init_kmeans_parallel(
+    res: _Resources, blocks: Any, diag: _Diag, cfg: FitConfig
+) -> np.ndarray:
+    """k-means|| (Bahmani et al.) as in Spark: a random first center, ``initSteps`` rounds
+    sampling about 2k points with probability proportional to weight x cost, then weighted
+    k-means++ and 30 local Lloyd iterations on the candidates."""
+    sx, sk = np.vstack(diag.sample_x), np.concatenate(diag.sample_keys)
+    candidates = sx[[int(np.argmin(sk))]]
+    for step in range(cfg.init_steps):
+        total = sum(res.run(blocks, _cost_partition, candidates, distance=cfg.distance))
+        if total <= 0:
+            break
+        chosen = res.run(blocks, _sample_partition, candidates, distance=cfg.distance,
+                         seed=cfg.seed, stream=step + 1, factor=2.0 * cfg.k / total)
+        if chosen:
+            new, _ = _distinct_rows(np.vstack([c[0] for c in chosen]),
+                                    np.concatenate([c[1] for c in chosen]))
+            candidates = np.vstack([candidates, new])
+    candidates = np.unique(candidates, axis=0)  # sorted: independent of partition order
+    if candidates.shape[0] <= cfg.k:
+        return _fill_to_k(res, blocks, candidates, cfg)
+    stats = K.merge_stats(
+        res.run(blocks, _stats_partition, candidates, distance=cfg.distance),
+        candidates.shape[0], candidates.shape[1],
+    )
+    weights = stats.weights
+    keep = weights > 0
+    candidates, weights = candidates[keep], weights[keep]
+    if candidates.shape[0] <= cfg.k:
+        return _fill_to_k(res, blocks, candidates, cfg)
+    rng = np.random.default_rng(cfg.seed & 0xFFFFFFFFFFFFFFFF)
+    start = K.kmeans_plus_plus(candidates, weights, cfg.k, rng, cfg.distance)
+    centers, _ = K.lloyd(candidates, start, 30, 0.0, weights, cfg.distance)
+    return centers
+
+
+def _log_iteration(it: int, stats: K.BlockStats, moves: np.ndarray, centers: np.ndarray) -> None:
+    logger.info(
+        "iteration %d: cost %.6g, largest center move %.6g, cluster sizes %s",
+        it, stats.cost, float(moves.max()), stats.counts.tolist(),
+        extra={"iteration": it, "cost": stats.cost, "max_move": float(moves.max()),
+               "cluster_sizes": stats.counts.tolist(), "centers": centers.copy()},
+    )
+
+
+def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
+    """Lloyd's k-means over ``df``; see the module docstring."""
+    cosine = cfg.distance == K.COSINE
+    cols = [features_as_array(df, cfg.features_col).alias("f")]
+    if cfg.weight_col:
+        check_weight_column(df, cfg.weight_col)
+        cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
+    source = df.select(*cols)
+    sc = df.sparkSession.sparkContext
+    if source.rdd.getNumPartitions() > sc.defaultParallelism:
+        source = source.coalesce(sc.defaultParallelism)
+    res = _Resources(sc)
+    try:
+        prep = partial(_prep_partition, has_weight=bool(cfg.weight_col), cosine=cosine,
+                       seed=cfg.seed, sample_size=cfg.k)
+        blocks = res.cache(
+            source.mapInArrow(prep, "blob binary").rdd.map(_unpickle_block)
+        )
+        diag = _merge_diagnostics(blocks.map(lambda b: b[2]).collect())
+        _raise_for_data(diag, cfg)
+        d = next(iter(diag.lengths))
+        centers = _initial_centers(res, blocks, diag, cfg, d)
+
+        cost_history: list[float] = []
+        it = 0
+        while True:
+            stats = K.merge_stats(
+                res.run(blocks, _stats_partition, centers, distance=cfg.distance), cfg.k, d
+            )
+            cost_history.append(stats.cost)
+            if it >= cfg.max_iter:
+                break  # this pass measured the final centers: cost and sizes agree with them
+            centers, moves = K.update_centers(centers, stats, cfg.distance)
+            it += 1
+            _log_iteration(it, stats, moves, centers)
+            if np.all(moves <= cfg.tol):
+                stats = K.merge_stats(
+                    res.run(blocks, _stats_partition, centers, distance=cfg.distance),
+                    cfg.k, d,
+                )
+                cost_history.append(stats.cost)
+                break
+        logger.info("finished after %d iterations: cost %.6g, cluster sizes %s",
+                    it, stats.cost, stats.counts.tolist())
+        return FitResult(centers=centers, num_iter=it, cost_history=cost_history,
+                         cluster_sizes=stats.counts.tolist(), num_features=d,
+                         num_rows=diag.rows)
+    finally:
+        res.release()
+
+
+def _initial_centers(
+    res: _Resources, blocks: Any, diag: _Diag, cfg: FitConfig, d: int
+) -> np.ndarray:
+    if cfg.initial_centers is not None:
+        c = cfg.initial_centers
+        if c.shape[1] != d:
+            raise ValueError(
+                f"initialCenters has {c.shape[1]} columns but the vectors in "
+                f"featuresCol={cfg.features_col!r} have {d} features."
+            )
+        return K.normalize_rows(c) if cfg.distance == K.COSINE else c.copy()
+    if cfg.init_mode == "random":
+        return _init_random(res, blocks, diag, cfg)
+    return _init_kmeans_parallel(res, blocks, diag, cfg)
+
+
+# --------------------------------------------------------------------------------------
+# Prediction
+# --------------------------------------------------------------------------------------
+
+
+def predict_arrow(arr: pa.Array, centers: np.ndarray, distance: str) -> pa.Array:
+    """Cluster index (int32) for every row of a ``list<double>`` Arrow array; null stays null."""
+    x, nulls, lengths = arrow_to_matrix(arr)
+    d = centers.shape[1]
+    bad = [n for n in lengths if n != d]
+    if bad:
+        raise ValueError(
+            f"The features have length {bad[0]} but the model was fitted on {d} features; "
+            "transform data with the same number of features."
+        )
+    labels, _ = K.nearest(x, centers, distance) if x.shape[0] else (np.empty(0, np.int32), None)
+    if not nulls.any():
+        return pa.array(labels, pa.int32())
+    out = np.zeros(len(nulls), dtype=np.int32)
+    out[~nulls] = labels
+    return pa.array(out, pa.int32(), mask=nulls)
+
+
+def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray,
+                      distance: str) -> Column:
+    """A Column of cluster indices computed by a vectorised Arrow UDF."""
+    from pyspark.sql.functions import arrow_udf
+
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+
+    def predict(arr: pa.Array) -> pa.Array:  # captures plain arrays only
+        return predict_arrow(arr, centers, distance)
+
+    return arrow_udf(predict, T.IntegerType())(features_as_array(df, features_col))

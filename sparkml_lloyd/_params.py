@@ -1,0 +1,161 @@
+"""Params shared by ``LloydKMeans`` and ``LloydKMeansModel``, and their fit-time checks."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from pyspark.ml.linalg import Vector
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import (
+    HasDistanceMeasure,
+    HasFeaturesCol,
+    HasMaxIter,
+    HasPredictionCol,
+    HasSeed,
+    HasTol,
+    HasWeightCol,
+)
+
+INIT_MODES = ("k-means||", "random")
+DISTANCE_MEASURES = ("euclidean", "cosine")
+
+#: pyspark's ``HasSeed`` default is ``hash(class name)``, which changes with PYTHONHASHSEED,
+#: i.e. between Python processes. Ours is a fixed number, so a default fit is reproducible.
+DEFAULT_SEED = zlib.crc32(b"sparkml_lloyd.LloydKMeans")
+
+
+def _to_matrix(value: Any) -> list[list[float]]:
+    """TypeConverter for ``initialCenters``: rows of floats (JSON-friendly for persistence)."""
+    if isinstance(value, np.ndarray):
+        rows = value.tolist() if value.ndim == 2 else None
+    else:
+        try:
+            rows = [
+                v.toArray().tolist() if isinstance(v, Vector) else [float(e) for e in v]
+                for v in value
+            ]
+        except TypeError:
+            rows = None
+    if rows is None or not rows or any(len(r) != len(rows[0]) for r in rows):
+        raise TypeError(
+            "initialCenters must be a non-empty k x d matrix: a 2-D numpy array, a list of "
+            f"equal-length lists of numbers, or a list of Vectors; got {value!r:.200}."
+        )
+    return [[float(e) for e in r] for r in rows]
+
+
+class _LloydKMeansParams(
+    HasFeaturesCol,
+    HasPredictionCol,
+    HasMaxIter,
+    HasTol,
+    HasSeed,
+    HasDistanceMeasure,
+    HasWeightCol,
+):
+    """Params of :class:`LloydKMeans` and :class:`LloydKMeansModel` (names, docs and defaults
+    as in :class:`pyspark.ml.clustering.KMeans`, plus ``initialCenters``)."""
+
+    k: Param[int] = Param(
+        Params._dummy(),
+        "k",
+        "The number of clusters to create. Must be > 1.",
+        typeConverter=TypeConverters.toInt,
+    )
+    initMode: Param[str] = Param(
+        Params._dummy(),
+        "initMode",
+        'The initialization algorithm. This can be either "random" to '
+        'choose random points as initial cluster centers, or "k-means||" '
+        "to use a parallel variant of k-means++",
+        typeConverter=TypeConverters.toString,
+    )
+    initSteps: Param[int] = Param(
+        Params._dummy(),
+        "initSteps",
+        "The number of steps for k-means|| initialization mode. Must be > 0.",
+        typeConverter=TypeConverters.toInt,
+    )
+    initialCenters: Param[list[list[float]]] = Param(
+        Params._dummy(),
+        "initialCenters",
+        "k user-given initial cluster centers (k rows of numFeatures numbers). "
+        "When set, they are used instead of initMode.",
+        typeConverter=_to_matrix,
+    )
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._setDefault(
+            k=2,
+            maxIter=20,
+            tol=1e-4,
+            seed=DEFAULT_SEED,
+            initMode="k-means||",
+            initSteps=2,
+            distanceMeasure="euclidean",
+        )
+
+    def getK(self) -> int:
+        """Gets the value of `k`."""
+        return self.getOrDefault(self.k)
+
+    def getInitMode(self) -> str:
+        """Gets the value of `initMode`."""
+        return self.getOrDefault(self.initMode)
+
+    def getInitSteps(self) -> int:
+        """Gets the value of `initSteps`."""
+        return self.getOrDefault(self.initSteps)
+
+    def getInitialCenters(self) -> list[list[float]] | None:
+        """Gets the value of `initialCenters`, or None when it is not set."""
+        return self.getOrDefault(self.initialCenters) if self.isSet(self.initialCenters) else None
+
+
+def _choice(allowed: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in allowed), "one of " + ", ".join(repr(a) for a in allowed)
+
+
+#: The declarative table of constraints, checked by :func:`validate` at fit time.
+CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "k": (lambda v: v > 1, "an integer > 1"),
+    "maxIter": (lambda v: v >= 0, "an integer >= 0 (0 returns the initial centers)"),
+    "tol": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "initSteps": (lambda v: v >= 1, "an integer >= 1"),
+    "initMode": _choice(INIT_MODES),
+    "distanceMeasure": _choice(DISTANCE_MEASURES),
+}
+
+
+def validate(params: _LloydKMeansParams) -> np.ndarray | None:
+    """Check every param; return ``initialCenters`` as an array (or None).
+
+    Raises ``ValueError`` naming the param, the value and what is allowed.
+    """
+    for name, (ok, allowed) in CONSTRAINTS.items():
+        value = params.getOrDefault(name)
+        if not ok(value):
+            raise ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
+    centers = params.getInitialCenters()
+    if centers is None:
+        return None
+    arr = np.asarray(centers, dtype=np.float64)
+    k = params.getK()
+    if arr.shape[0] != k:
+        raise ValueError(
+            f"initialCenters has {arr.shape[0]} rows but k={k}; give exactly k centers "
+            "(or set k to the number of rows)."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError("initialCenters contains NaN or infinite values; give finite centers.")
+    if params.getDistanceMeasure() == "cosine" and (np.abs(arr).sum(axis=1) == 0).any():
+        raise ValueError(
+            "initialCenters has an all-zero row, for which the cosine distance is undefined; "
+            "give non-zero centers or use distanceMeasure='euclidean'."
+        )
+    return arr

@@ -1,0 +1,148 @@
+"""Saving and loading stages: Spark's on-disk layout, written atomically, read with checks.
+
+Layout (as Spark's own ``KMeansModel``)::
+
+    path/metadata/   one JSON line: class, uid, params, defaults (DefaultParamsWriter)
+    path/data/       models only: Parquet, one row (clusterIdx int, clusterCenter vector) a center
+
+A save writes everything into a hidden sibling folder first and renames it into place only when
+it is complete, so an interrupted save never leaves a folder that loads, and ``overwrite()``
+swaps the old folder out only after the new one is whole.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from pyspark.ml.param import Params
+from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
+from pyspark.sql import SparkSession
+
+S = TypeVar("S", bound=Params)
+
+
+class PathExistsError(FileExistsError, ValueError):
+    """``save`` to an existing path without ``overwrite()``; nothing was written."""
+
+
+class _FileSystem:
+    """The Hadoop FileSystem behind a path (local, HDFS, S3 ...), through the JVM."""
+
+    def __init__(self, spark: SparkSession, path: str) -> None:
+        jvm = spark.sparkContext._jvm
+        self._Path = jvm.org.apache.hadoop.fs.Path
+        self._fs = self._Path(path).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs.exists(self._Path(path)))
+
+    def delete(self, path: str) -> None:
+        self._fs.delete(self._Path(path), True)
+
+    def rename(self, src: str, dst: str) -> None:
+        if not self._fs.rename(self._Path(src), self._Path(dst)):
+            raise OSError(f"Could not rename {src!r} to {dst!r}.")
+
+
+def _sibling(path: str, tag: str) -> str:
+    path = path.rstrip("/")
+    head, tail = posixpath.split(path)
+    return posixpath.join(head, f".{tail}.{tag}-{uuid.uuid4().hex[:12]}")
+
+
+class AtomicWriter(MLWriter):
+    """Writes metadata (and, through ``write_data``, a model's data) to a temporary folder,
+    then renames it into place."""
+
+    def __init__(
+        self,
+        instance: Params,
+        write_data: Callable[[Any, str, SparkSession], None] | None = None,
+        extra_metadata: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.instance = instance
+        self._write_data = write_data
+        self._extra_metadata = extra_metadata
+
+    def saveImpl(self, path: str) -> None:
+        extra = self._extra_metadata(self.instance) if self._extra_metadata else None
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extra)
+        if self._write_data is not None:
+            self._write_data(self.instance, posixpath.join(path, "data"), self.sparkSession)
+
+    def save(self, path: str) -> None:
+        """Save to ``path``; an existing ``path`` needs ``overwrite()`` and is replaced whole."""
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a string, got {type(path).__name__}.")
+        fs = _FileSystem(self.sparkSession, path)
+        exists = fs.exists(path)
+        if exists and not self.shouldOverwrite:
+            raise PathExistsError(
+                f"Path {path!r} already exists; nothing was written. Use "
+                "write().overwrite().save(path) to replace it."
+            )
+        tmp = _sibling(path, "saving")
+        try:
+            self.saveImpl(tmp)
+            if exists:
+                old = _sibling(path, "replaced")
+                fs.rename(path, old)
+                try:
+                    fs.rename(tmp, path)
+                except BaseException:
+                    fs.rename(old, path)
+                    raise
+                fs.delete(old)
+            else:
+                fs.rename(tmp, path)
+        finally:
+            if fs.exists(tmp):
+                fs.delete(tmp)
+
+
+class CheckedReader(MLReader[S], Generic[S]):
+    """Loads a stage saved by :class:`AtomicWriter`, with a clear error for anything else."""
+
+    def __init__(
+        self,
+        cls: type[S],
+        read_data: Callable[[S, str, SparkSession, dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.cls = cls
+        self._read_data = read_data
+
+    def load(self, path: str) -> S:
+        spark = self.sparkSession
+        name = self.cls.__name__
+        fs = _FileSystem(spark, path)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"Cannot load {name}: {path!r} does not exist.")
+        if not fs.exists(posixpath.join(path, "metadata")):
+            raise ValueError(
+                f"Cannot load {name}: {path!r} is not a saved Spark ML stage (it has no "
+                "metadata folder)."
+            )
+        metadata = DefaultParamsReader.loadMetadata(path, spark)
+        expected = f"{self.cls.__module__}.{name}"
+        if metadata.get("class") != expected:
+            raise ValueError(
+                f"Cannot load {name}: {path!r} holds a saved {metadata.get('class')}, not a "
+                f"{expected}. Load it with that class's load()."
+            )
+        instance = self.cls()
+        instance._resetUid(metadata["uid"])
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        if self._read_data is not None:
+            data = posixpath.join(path, "data")
+            if not fs.exists(data):
+                raise ValueError(
+                    f"Cannot load {name}: {path!r} is incomplete (its data folder is missing). "
+                    "Save the model again."
+                )
+            self._read_data(instance, data, spark, metadata)
+        return instance

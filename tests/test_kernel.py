@@ -1,0 +1,85 @@
+"""The numpy kernel on its own: hand-computed cases and a plain-numpy reference."""
+
+import numpy as np
+import pytest
+
+from sparkml_lloyd import _kernel as K
+
+
+def brute_force(x, centers):
+    d = ((x[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
+    return d.argmin(1), d.min(1)
+
+
+def test_hand_computed_iteration():
+    x = np.array([[0.0, 0.0], [0.0, 2.0], [10.0, 0.0], [12.0, 0.0]])
+    centers = np.array([[0.0, 1.0], [11.0, 5.0]])
+    stats = K.block_stats(x, None, centers)
+    # distances^2: [1, 1, 101+?]. Points 0,1 -> center 0 (1.0 each); 2 -> (1 + 25) = 26;
+    # 3 -> (1 + 25) = 26.
+    assert stats.counts.tolist() == [2, 2]
+    assert stats.cost == pytest.approx(1 + 1 + 26 + 26)
+    new, moves = K.update_centers(centers, stats)
+    np.testing.assert_array_equal(new, [[0.0, 1.0], [11.0, 0.0]])
+    np.testing.assert_allclose(moves, [0.0, 5.0])
+
+
+def test_nearest_matches_brute_force_across_chunks(monkeypatch):
+    monkeypatch.setattr(K, "CHUNK_ROWS", 37)
+    rng = np.random.default_rng(1)
+    x, c = rng.normal(size=(500, 7)), rng.normal(size=(9, 7))
+    labels, dist = K.nearest(x, c)
+    ref_labels, ref_dist = brute_force(x, c)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [3, K.ONE_HOT_MAX_K + 5])
+def test_weighted_sums_both_paths_equal_reference(k):
+    rng = np.random.default_rng(2)
+    x, w = rng.normal(size=(1000, 4)), rng.uniform(0, 3, size=1000)
+    labels = rng.integers(0, k, size=1000).astype(np.int32)
+    sums, wsum = K.weighted_sums(x, labels, w, k)
+    ref = np.array([(x[labels == j] * w[labels == j, None]).sum(0) for j in range(k)])
+    np.testing.assert_allclose(sums, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wsum, [w[labels == j].sum() for j in range(k)])
+
+
+def test_empty_cluster_keeps_its_center():
+    x = np.array([[0.0], [1.0], [2.0]])
+    centers = np.array([[1.0], [100.0]])  # nobody is near 100
+    new, moves = K.update_centers(centers, K.block_stats(x, None, centers))
+    np.testing.assert_array_equal(new, [[1.0], [100.0]])
+    np.testing.assert_array_equal(moves, [0.0, 0.0])
+
+
+def test_cosine_centers_are_unit_means_of_unit_points():
+    x = K.normalize_rows(np.array([[1.0, 0.0], [3.0, 3.0], [0.0, -2.0]]))
+    centers = np.array([[1.0, 0.0], [0.0, -1.0]])
+    stats = K.block_stats(x, None, centers, K.COSINE)
+    assert stats.counts.tolist() == [2, 1]
+    new, _ = K.update_centers(centers, stats, K.COSINE)
+    expected = x[0] + x[1]
+    np.testing.assert_allclose(new[0], expected / np.linalg.norm(expected))
+    # cost = sum of 1 - cos: 0 for x0, 1 - cos(45deg) for x1, 0 for x2
+    assert stats.cost == pytest.approx(1 - np.sqrt(0.5))
+
+
+def test_merge_is_the_sum_of_the_parts():
+    rng = np.random.default_rng(3)
+    x, c = rng.normal(size=(300, 3)), rng.normal(size=(4, 3))
+    whole = K.block_stats(x, None, c)
+    merged = K.merge_stats([K.block_stats(x[:100], None, c), K.block_stats(x[100:], None, c)],
+                           4, 3)
+    np.testing.assert_allclose(merged.sums, whole.sums, rtol=1e-12)
+    assert merged.counts.tolist() == whole.counts.tolist()
+    assert merged.cost == pytest.approx(whole.cost, rel=1e-12)
+
+
+def test_row_uniforms_depend_only_on_seed_stream_and_id():
+    ids = np.arange(10_000, dtype=np.uint64)
+    u = K.row_uniforms(7, 0, ids)
+    np.testing.assert_array_equal(u[5000:], K.row_uniforms(7, 0, ids[5000:]))
+    assert not np.array_equal(u, K.row_uniforms(8, 0, ids))
+    assert not np.array_equal(u, K.row_uniforms(7, 1, ids))
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
