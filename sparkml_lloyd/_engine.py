@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,13 +23,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark import StorageLevel
+from pyspark import StorageLevel, TaskContext
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sparkml_lloyd import _blockstore as blockstore
 from sparkml_lloyd import _kernel as K
 
 logger = logging.getLogger("sparkml_lloyd")
@@ -210,10 +212,19 @@ def _prep_partition(
     cosine: bool,
     seed: int,
     sample_size: int,
+    fit_id: str | None,
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: Arrow batches of one partition -> pickled (x, w, diag) blocks."""
+    """mapInArrow body: the Arrow batches of one partition -> blocks, one output row each.
+
+    With ``fit_id`` (the fit's first pass) every valid block is written to host-local storage
+    and the row holds ``(Handle, _Diag)``; without it (the lineage path, used on a miss) the
+    row holds the block itself, ``(x, w)``.
+    """
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
+    partition = TaskContext.get().partitionId() if TaskContext.get() else 0
+    if fit_id is not None:
+        blockstore.sweep_orphans()
 
     def flush() -> pa.RecordBatch:
         table = pa.Table.from_batches(pending)
@@ -244,7 +255,13 @@ def _prep_partition(
                 sx, sk = _lowest_keys(eligible, _row_keys(eligible, seed, _STREAM_SAMPLE),
                                       sample_size)
                 diag.sample_x, diag.sample_keys = [sx], [sk]
-        blob = pickle.dumps((x, w, diag), protocol=pickle.HIGHEST_PROTOCOL)
+        if fit_id is None:
+            payload: tuple = (x, w)
+        else:
+            valid = len(lengths) <= 1 and x.shape[0] > 0
+            handle = blockstore.write(fit_id, partition, x, w) if valid else None
+            payload = (handle, diag)
+        blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         return pa.RecordBatch.from_arrays([pa.array([blob], pa.binary())], ["blob"])
 
     for batch in batches:
@@ -259,62 +276,104 @@ def _prep_partition(
         yield flush()
 
 
-def _unpickle_block(row: Any) -> tuple[np.ndarray, np.ndarray | None, _Diag]:
+def _unpickle(row: Any) -> tuple:
     return pickle.loads(row[0])
 
 
 # --------------------------------------------------------------------------------------
-# Passes over the cached blocks (executor side)
+# Passes over the blocks (executor side). Each takes the partition's blocks as a list of
+# (x, w) and the broadcast centers' value, and returns one small picklable result.
 # --------------------------------------------------------------------------------------
 
-
-def _stats_partition(
-    blocks: Iterable[tuple], centers_bc: Any, distance: str
-) -> Iterator[K.BlockStats]:
-    centers = centers_bc.value
-    parts = [K.block_stats(x, w, centers, distance) for x, w, _ in blocks]
-    yield K.merge_stats(parts, centers.shape[0], centers.shape[1])
+Block = tuple[np.ndarray, "np.ndarray | None"]
 
 
-def _cost_partition(blocks: Iterable[tuple], centers_bc: Any, distance: str) -> Iterator[float]:
-    centers = centers_bc.value
+def _stats_pass(blocks: list[Block], centers: np.ndarray, distance: str) -> K.BlockStats:
+    parts = [K.block_stats(x, w, centers, distance) for x, w in blocks]
+    return K.merge_stats(parts, centers.shape[0], centers.shape[1])
+
+
+def _cost_pass(blocks: list[Block], centers: np.ndarray, distance: str) -> float:
     total = 0.0
-    for x, w, _ in blocks:
+    for x, w in blocks:
         _, dist = K.nearest(x, centers, distance)
         total += float(dist.sum() if w is None else dist @ w)
-    yield total
+    return total
 
 
-def _sample_partition(
-    blocks: Iterable[tuple],
-    centers_bc: Any,
-    distance: str,
-    seed: int,
-    stream: int,
+def _sample_pass(
+    blocks: list[Block], centers: np.ndarray, distance: str, seed: int, stream: int,
     factor: float,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """k-means|| step: keep each row with probability min(1, factor * w * cost)."""
-    centers = centers_bc.value
-    for x, w, _ in blocks:
+    out = []
+    for x, w in blocks:
         _, dist = K.nearest(x, centers, distance)
         p = dist * factor if w is None else dist * w * factor
         keys = _row_keys(x, seed, stream)
         keep = keys < p
         if keep.any():
-            yield x[keep], keys[keep]
+            out.append((x[keep], keys[keep]))
+    return out
 
 
-def _topup_partition(
-    blocks: Iterable[tuple], centers_bc: Any, distance: str, seed: int, m: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _topup_pass(
+    blocks: list[Block], centers: np.ndarray, distance: str, seed: int, m: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Rows not equal to any current center (distance > 0, weight > 0), lowest keys first."""
-    centers = centers_bc.value
-    for x, w, _ in blocks:
+    out = []
+    for x, w in blocks:
         _, dist = K.nearest(x, centers, distance)
         far = dist > 0 if w is None else (dist > 0) & (w > 0)
         if far.any():
             xs = x[far]
-            yield _lowest_keys(xs, _row_keys(xs, seed, _STREAM_TOPUP), m)
+            out.append(_lowest_keys(xs, _row_keys(xs, seed, _STREAM_TOPUP), m))
+    return out
+
+
+_MISS = "sparkml_lloyd:block-not-on-this-host"
+_THREADPOOLS: Any = None
+
+
+def _blas_threads() -> Any:
+    """Limit BLAS to the task's cores: one Python worker per core must not oversubscribe."""
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOLS = ThreadpoolController()
+    ctx = TaskContext.get()
+    return _THREADPOOLS.limit(limits=ctx.cpus() if ctx else 1, user_api="blas")
+
+
+def _task_on_handles(
+    index: int, items: Iterable[tuple], fn: Callable[..., Any], centers_bc: Any,
+    kwargs: dict[str, Any],
+) -> Iterator[tuple[int, Any]]:
+    blocks = []
+    for handle, _ in items:
+        block = blockstore.open_block(handle) if handle is not None else None
+        if block is None:
+            yield index, _MISS
+            return
+        blocks.append(block)
+    with _blas_threads():
+        yield index, fn(blocks, centers_bc.value, **kwargs)
+
+
+def _task_on_data(
+    index: int, items: Iterable[tuple], fn: Callable[..., Any], centers_bc: Any,
+    kwargs: dict[str, Any],
+) -> Iterator[tuple[int, Any]]:
+    with _blas_threads():
+        yield index, fn(list(items), centers_bc.value, **kwargs)
+
+
+def _delete_partition_files(items: Iterable[tuple], fit_id: str) -> None:
+    for handle, _ in items:
+        if handle is not None:
+            blockstore.delete(handle)
+    blockstore.delete_fit(fit_id)
 
 
 # --------------------------------------------------------------------------------------
@@ -322,31 +381,59 @@ def _topup_partition(
 # --------------------------------------------------------------------------------------
 
 
-class _Resources:
-    """Everything a fit caches or broadcasts, released together."""
+class _Blocks:
+    """The fit's data: cached handles to host-local blocks, plus the lineage to rebuild any
+    block from the source. Everything is released by :meth:`release`."""
 
-    def __init__(self, sc: Any) -> None:
-        self.sc = sc
-        self.rdds: list[Any] = []
+    def __init__(self, source: DataFrame, **prep: Any) -> None:
+        self.sc = source.sparkSession.sparkContext
+        self.fit_id = uuid.uuid4().hex
+        self.handles = source.mapInArrow(
+            partial(_prep_partition, fit_id=self.fit_id, **prep), "blob binary"
+        ).rdd.map(_unpickle)
+        self.lineage = source.mapInArrow(
+            partial(_prep_partition, fit_id=None, **prep), "blob binary"
+        ).rdd.map(_unpickle)
+        self.handles.persist(StorageLevel.MEMORY_ONLY)
+        self.materialized = False
+        self.misses = 0
 
-    def cache(self, rdd: Any) -> Any:
-        rdd.persist(StorageLevel.MEMORY_AND_DISK)
-        self.rdds.append(rdd)
-        return rdd
+    def diagnostics(self) -> list[_Diag]:
+        """The first pass: writes every block to its host, returns the per-block findings."""
+        self.materialized = True
+        return self.handles.map(lambda item: item[1]).collect()
 
-    def run(self, rdd: Any, fn: Callable[..., Iterator[Any]], centers: np.ndarray,
-            **kwargs: Any) -> list[Any]:
-        """One pass: broadcast ``centers``, run ``fn`` on every partition, collect, destroy."""
+    def run(self, fn: Callable[..., Any], centers: np.ndarray, **kwargs: Any) -> list[Any]:
+        """One pass: broadcast ``centers``, run ``fn`` on every partition's blocks, collect
+        (in partition order), destroy the broadcast. A partition whose blocks are not on the
+        task's host is recomputed from the lineage."""
         bc = self.sc.broadcast(np.ascontiguousarray(centers, dtype=np.float64))
         try:
-            return rdd.mapPartitions(partial(fn, centers_bc=bc, **kwargs)).collect()
+            task = partial(_task_on_handles, fn=fn, centers_bc=bc, kwargs=kwargs)
+            results = dict(self.handles.mapPartitionsWithIndex(task).collect())
+            missing = sorted(i for i, r in results.items() if isinstance(r, str) and r == _MISS)
+            if missing:
+                self.misses += len(missing)
+                logger.warning("recomputing %d partition(s) from the source: their blocks "
+                               "were not on the task's host", len(missing))
+                again = partial(_task_on_data, fn=fn, centers_bc=bc, kwargs=kwargs)
+                rdd = self.lineage.mapPartitionsWithIndex(again)
+                results.update(self.sc.runJob(rdd, lambda it: it, missing))
+            return [results[i] for i in sorted(results)]
         finally:
             bc.destroy()
 
     def release(self) -> None:
-        for rdd in self.rdds:
-            rdd.unpersist()
-        self.rdds.clear()
+        """Delete the host-local files and unpersist the handles."""
+        try:
+            if self.materialized:
+                self.handles.foreachPartition(
+                    partial(_delete_partition_files, fit_id=self.fit_id))
+        except Exception:  # the fit's own error (if any) matters more
+            logger.warning("could not delete every block file of fit %s", self.fit_id)
+        finally:
+            blockstore.delete_fit(self.fit_id)  # the driver's host (all of it in local mode)
+            self.handles.unpersist()
 
 
 def _merge_diagnostics(diags: list[_Diag]) -> _Diag:
@@ -377,8 +464,9 @@ def _raise_for_data(diag: _Diag, cfg: FitConfig) -> None:
         raise ValueError(f"featuresCol={col!r} holds empty vectors (0 features).")
     if diag.nonfinite:
         raise ValueError(
-            f"featuresCol={col!r} has {diag.nonfinite} rows with NaN or infinite values. "
-            "Drop or impute them (e.g. pyspark.ml.feature.Imputer) before fitting."
+            f"featuresCol={col!r} has {diag.nonfinite} rows with NaN, infinite or null values "
+            "(a null inside an array counts as NaN). Drop or impute them (e.g. "
+            "pyspark.ml.feature.Imputer) before fitting."
         )
     if diag.zero_norm:
         raise ValueError(
@@ -423,11 +511,11 @@ def _too_few_distinct(found: int, k: int) -> ValueError:
     )
 
 
-def _fill_to_k(res: _Resources, blocks: Any, centers: np.ndarray, cfg: FitConfig) -> np.ndarray:
+def _fill_to_k(data: _Blocks, centers: np.ndarray, cfg: FitConfig) -> np.ndarray:
     """Add distinct data points (lowest keys first) until there are k centers."""
     while centers.shape[0] < cfg.k:
-        found = res.run(blocks, _topup_partition, centers, distance=cfg.distance,
-                        seed=cfg.seed, m=cfg.k)
+        found = [f for part in data.run(_topup_pass, centers, distance=cfg.distance,
+                                        seed=cfg.seed, m=cfg.k) for f in part]
         if not found:
             raise _too_few_distinct(centers.shape[0], cfg.k)
         x, _keys = _distinct_rows(np.vstack([f[0] for f in found]),
@@ -437,15 +525,15 @@ def _fill_to_k(res: _Resources, blocks: Any, centers: np.ndarray, cfg: FitConfig
 
 
 def _init_random(
-    res: _Resources, blocks: Any, diag: _Diag, cfg: FitConfig
+    data: _Blocks, diag: _Diag, cfg: FitConfig
 ) -> np.ndarray:
     """k distinct points with the smallest content keys: a uniform sample, seeded."""
     x, _ = _distinct_rows(np.vstack(diag.sample_x), np.concatenate(diag.sample_keys))
-    return _fill_to_k(res, blocks, x[: cfg.k], cfg)
+    return _fill_to_k(data, x[: cfg.k], cfg)
 
 
 def _init_kmeans_parallel(
-    res: _Resources, blocks: Any, diag: _Diag, cfg: FitConfig
+    data: _Blocks, diag: _Diag, cfg: FitConfig
 ) -> np.ndarray:
     """k-means|| (Bahmani et al.) as in Spark: a random first center, ``initSteps`` rounds
     sampling about 2k points with probability proportional to weight x cost, then weighted
@@ -453,27 +541,28 @@ def _init_kmeans_parallel(
     sx, sk = np.vstack(diag.sample_x), np.concatenate(diag.sample_keys)
     candidates = sx[[int(np.argmin(sk))]]
     for step in range(cfg.init_steps):
-        total = sum(res.run(blocks, _cost_partition, candidates, distance=cfg.distance))
+        total = sum(data.run(_cost_pass, candidates, distance=cfg.distance))
         if total <= 0:
             break
-        chosen = res.run(blocks, _sample_partition, candidates, distance=cfg.distance,
-                         seed=cfg.seed, stream=step + 1, factor=2.0 * cfg.k / total)
+        chosen = [c for part in data.run(_sample_pass, candidates, distance=cfg.distance,
+                                         seed=cfg.seed, stream=step + 1,
+                                         factor=2.0 * cfg.k / total) for c in part]
         if chosen:
             new, _ = _distinct_rows(np.vstack([c[0] for c in chosen]),
                                     np.concatenate([c[1] for c in chosen]))
             candidates = np.vstack([candidates, new])
     candidates = np.unique(candidates, axis=0)  # sorted: independent of partition order
     if candidates.shape[0] <= cfg.k:
-        return _fill_to_k(res, blocks, candidates, cfg)
+        return _fill_to_k(data, candidates, cfg)
     stats = K.merge_stats(
-        res.run(blocks, _stats_partition, candidates, distance=cfg.distance),
+        data.run(_stats_pass, candidates, distance=cfg.distance),
         candidates.shape[0], candidates.shape[1],
     )
     weights = stats.weights
     keep = weights > 0
     candidates, weights = candidates[keep], weights[keep]
     if candidates.shape[0] <= cfg.k:
-        return _fill_to_k(res, blocks, candidates, cfg)
+        return _fill_to_k(data, candidates, cfg)
     rng = np.random.default_rng(cfg.seed & 0xFFFFFFFFFFFFFFFF)
     start = K.kmeans_plus_plus(candidates, weights, cfg.k, rng, cfg.distance)
     centers, _ = K.lloyd(candidates, start, 30, 0.0, weights, cfg.distance)
@@ -500,36 +589,33 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
     sc = df.sparkSession.sparkContext
     if source.rdd.getNumPartitions() > sc.defaultParallelism:
         source = source.coalesce(sc.defaultParallelism)
-    res = _Resources(sc)
+    data = _Blocks(source, has_weight=bool(cfg.weight_col), cosine=cosine, seed=cfg.seed,
+                   sample_size=cfg.k)
     try:
-        prep = partial(_prep_partition, has_weight=bool(cfg.weight_col), cosine=cosine,
-                       seed=cfg.seed, sample_size=cfg.k)
-        blocks = res.cache(
-            source.mapInArrow(prep, "blob binary").rdd.map(_unpickle_block)
-        )
-        diag = _merge_diagnostics(blocks.map(lambda b: b[2]).collect())
+        diag = _merge_diagnostics(data.diagnostics())
         _raise_for_data(diag, cfg)
         d = next(iter(diag.lengths))
-        centers = _initial_centers(res, blocks, diag, cfg, d)
+        centers = _initial_centers(data, diag, cfg, d)
 
-        cost_history: list[float] = []
+        stats = K.merge_stats(data.run(_stats_pass, centers, distance=cfg.distance), cfg.k, d)
+        cost_history = [stats.cost]
         it = 0
-        while True:
+        while it < cfg.max_iter:
+            new, moves = K.update_centers(centers, stats, cfg.distance)
+            it += 1
+            _log_iteration(it, stats, moves, new)
+            if not np.any(moves > 0):
+                # Nothing moved: the pass just made already measured these centers.
+                cost_history.append(stats.cost)
+                break
+            centers = new
+            # This pass measures the new centers (cost and sizes agree with transform) and
+            # gives the sums for the next update.
             stats = K.merge_stats(
-                res.run(blocks, _stats_partition, centers, distance=cfg.distance), cfg.k, d
+                data.run(_stats_pass, centers, distance=cfg.distance), cfg.k, d
             )
             cost_history.append(stats.cost)
-            if it >= cfg.max_iter:
-                break  # this pass measured the final centers: cost and sizes agree with them
-            centers, moves = K.update_centers(centers, stats, cfg.distance)
-            it += 1
-            _log_iteration(it, stats, moves, centers)
             if np.all(moves <= cfg.tol):
-                stats = K.merge_stats(
-                    res.run(blocks, _stats_partition, centers, distance=cfg.distance),
-                    cfg.k, d,
-                )
-                cost_history.append(stats.cost)
                 break
         logger.info("finished after %d iterations: cost %.6g, cluster sizes %s",
                     it, stats.cost, stats.counts.tolist())
@@ -537,11 +623,11 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
                          cluster_sizes=stats.counts.tolist(), num_features=d,
                          num_rows=diag.rows)
     finally:
-        res.release()
+        data.release()
 
 
 def _initial_centers(
-    res: _Resources, blocks: Any, diag: _Diag, cfg: FitConfig, d: int
+    data: _Blocks, diag: _Diag, cfg: FitConfig, d: int
 ) -> np.ndarray:
     if cfg.initial_centers is not None:
         c = cfg.initial_centers
@@ -552,8 +638,8 @@ def _initial_centers(
             )
         return K.normalize_rows(c) if cfg.distance == K.COSINE else c.copy()
     if cfg.init_mode == "random":
-        return _init_random(res, blocks, diag, cfg)
-    return _init_kmeans_parallel(res, blocks, diag, cfg)
+        return _init_random(data, diag, cfg)
+    return _init_kmeans_parallel(data, diag, cfg)
 
 
 # --------------------------------------------------------------------------------------

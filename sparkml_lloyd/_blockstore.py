@@ -1,0 +1,150 @@
+"""Host-local storage of a partition's numpy block between Lloyd iterations (no Spark here).
+
+Why: a cached Python RDD lives in the JVM as pickled bytes and is streamed to a Python worker
+and unpickled on *every* iteration, which costs more than the arithmetic. Instead, the first
+pass writes each partition's block once to a file in shared memory (``/dev/shm``, else the temp
+dir) on the executor's host, and the cached RDD holds only a small :class:`Handle`. Every
+later task maps the file read-only (``MAP_POPULATE``: one syscall, no per-page faults): no
+transfer, no unpickling, one copy of the data per host.
+
+Safety: a handle names its host; a task that runs elsewhere, or finds the file gone, reports a
+miss and the driver recomputes that partition from the RDD's lineage. Files carry the fit's id
+and the executor JVM's pid: the fit deletes its files when it ends, and the next fit on a host
+deletes files whose JVM has died (executor lost mid-fit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import mmap
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+PREFIX = "sparkml_lloyd-"
+
+
+def storage_dir(needed_bytes: int = 0) -> str:
+    """``/dev/shm`` when it exists with room for ``2 x needed_bytes``, else the temp dir."""
+    shm = "/dev/shm"
+    try:
+        st = os.statvfs(shm)
+        if os.access(shm, os.W_OK) and st.f_bavail * st.f_frsize >= 2 * needed_bytes:
+            return shm
+    except OSError:
+        pass
+    return tempfile.gettempdir()
+
+
+def _jvm_pid() -> int:
+    """PID of the JVM that launched this Python worker (daemon -> JVM), or our own PID."""
+    pid = os.getppid()
+    for _ in range(3):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "java":
+                    return pid
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Handle:
+    """Where one partition's block lives."""
+
+    host: str
+    x_path: str
+    w_path: str | None
+    rows: int
+    cols: int
+
+
+def write(fit_id: str, partition: int, x: np.ndarray, w: np.ndarray | None) -> Handle:
+    """Write one partition's block (and weights) to host-local storage."""
+    directory = storage_dir(x.nbytes)
+    stem = os.path.join(
+        directory, f"{PREFIX}{fit_id}-{_jvm_pid()}-p{partition}-{os.urandom(4).hex()}"
+    )
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    x.tofile(stem + "-x.bin")
+    w_path = None
+    if w is not None:
+        w_path = stem + "-w.bin"
+        np.ascontiguousarray(w, dtype=np.float64).tofile(w_path)
+    return Handle(socket.gethostname(), stem + "-x.bin", w_path, x.shape[0], x.shape[1])
+
+
+def _map(path: str, count: int) -> np.ndarray:
+    if count == 0:
+        return np.empty(0)
+    with open(path, "rb") as f:
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        mm = mmap.mmap(f.fileno(), count * 8, flags=flags, prot=mmap.PROT_READ)
+    return np.frombuffer(mm, dtype=np.float64, count=count)
+
+
+def open_block(h: Handle) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The block as read-only arrays, or None when it is not on this host (a miss)."""
+    if h.host != socket.gethostname():
+        return None
+    try:
+        x = _map(h.x_path, h.rows * h.cols).reshape(h.rows, h.cols)
+        w = _map(h.w_path, h.rows) if h.w_path else None
+    except (FileNotFoundError, ValueError):
+        return None
+    return x, w
+
+
+def delete(h: Handle) -> None:
+    for path in (h.x_path, h.w_path):
+        if path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def delete_fit(fit_id: str) -> int:
+    """Delete every file of one fit on this host; returns how many were deleted."""
+    removed = 0
+    for directory in {storage_dir(), tempfile.gettempdir()}:
+        for path in glob.glob(os.path.join(directory, f"{PREFIX}{fit_id}-*")):
+            try:
+                os.unlink(path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def sweep_orphans() -> int:
+    """Delete files left by fits whose executor JVM is gone (killed mid-fit)."""
+    removed = 0
+    for directory in {storage_dir(), tempfile.gettempdir()}:
+        for path in glob.glob(os.path.join(directory, f"{PREFIX}*-*-p*")):
+            try:
+                pid = int(os.path.basename(path)[len(PREFIX):].split("-")[1])
+            except (ValueError, IndexError):
+                continue
+            if not _alive(pid):
+                try:
+                    os.unlink(path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
