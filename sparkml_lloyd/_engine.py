@@ -126,7 +126,10 @@ def check_weight_column(df: DataFrame, col: str) -> None:
 
 
 def features_as_array(df: DataFrame, col: str, param: str = "featuresCol") -> Column:
-    """The features column as ``array<double>`` (dense), for Arrow."""
+    """The features column as ``array<double>`` (dense), for Arrow.
+
+    (A vector column could also go to Arrow as its struct storage, but Spark's conversion of
+    UDT values to Arrow measured ~10x slower than ``vector_to_array`` here.)"""
     if features_kind(df, col, param) == "vector":
         return vector_to_array(F.col(col), "float64")
     return F.col(col).cast(T.ArrayType(T.DoubleType()))
@@ -137,6 +140,10 @@ def features_as_array(df: DataFrame, col: str, param: str = "featuresCol") -> Co
 # --------------------------------------------------------------------------------------
 
 
+def _np(arr: pa.Array) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False)
+
+
 def arrow_to_matrix(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """A ``list<double>`` Arrow array as a dense ``(rows, d)`` matrix.
 
@@ -145,14 +152,14 @@ def arrow_to_matrix(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    nulls = arr.is_null().to_numpy(zero_copy_only=False)
+    nulls = _np(arr.is_null())
     valid = arr.filter(pa.array(~nulls)) if nulls.any() else arr
-    lengths = valid.value_lengths().to_numpy(zero_copy_only=False)
+    lengths = _np(valid.value_lengths())
     distinct = np.unique(lengths).tolist() if len(lengths) else []
     if len(distinct) > 1:
         return np.empty((0, 0)), nulls, distinct
     d = distinct[0] if distinct else 0
-    values = valid.flatten().to_numpy(zero_copy_only=False)
+    values = _np(valid.flatten())
     # Null elements inside a vector come through as NaN and are reported as non-finite.
     return np.asarray(values, dtype=np.float64).reshape(len(valid), d), nulls, distinct
 
@@ -667,12 +674,49 @@ def predict_arrow(arr: pa.Array, centers: np.ndarray, distance: str) -> pa.Array
 
 def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray,
                       distance: str) -> Column:
-    """A Column of cluster indices computed by a vectorised Arrow UDF."""
+    """A Column of cluster indices computed by a vectorised Arrow UDF.
+
+    A vector length that differs from the model's fails here, eagerly, when the column's ML
+    attribute metadata declares it (VectorAssembler's output does); otherwise at the action,
+    inside the UDF (a PythonException whose message names both lengths).
+    """
     from pyspark.sql.functions import arrow_udf
 
+    features = features_as_array(df, features_col)  # checks the column's name and type
+    declared = df.schema[features_col].metadata.get("ml_attr", {}).get("num_attrs")
+    if declared is not None and declared != centers.shape[1]:
+        raise ValueError(
+            f"featuresCol={features_col!r} holds vectors of length {declared} (its ML "
+            f"attribute metadata says so) but the model was fitted on {centers.shape[1]} "
+            "features; transform data with the same number of features."
+        )
     centers = np.ascontiguousarray(centers, dtype=np.float64)
 
     def predict(arr: pa.Array) -> pa.Array:  # captures plain arrays only
         return predict_arrow(arr, centers, distance)
 
-    return arrow_udf(predict, T.IntegerType())(features_as_array(df, features_col))
+    return arrow_udf(predict, T.IntegerType())(features)
+
+
+def spark_kmeans_model(
+    centers: np.ndarray, distance: str, training_cost: float, num_iter: int, uid: str
+) -> Any:
+    """The same centers as Spark's own ``pyspark.ml.clustering.KMeansModel`` (JVM-backed)."""
+    from pyspark.ml.clustering import KMeansModel
+    from pyspark.sql import SparkSession
+
+    sc = SparkSession.active().sparkContext
+    jvm, gateway = sc._jvm, sc._gateway
+    jcenters = gateway.new_array(jvm.org.apache.spark.mllib.linalg.Vector, len(centers))
+    for i, c in enumerate(centers):
+        values = gateway.new_array(jvm.double, len(c))
+        for j, v in enumerate(c):
+            values[j] = float(v)
+        jcenters[i] = jvm.org.apache.spark.mllib.linalg.Vectors.dense(values)
+    mllib_model = jvm.org.apache.spark.mllib.clustering.KMeansModel(
+        jcenters, distance, float(training_cost), int(num_iter)
+    )
+    model = KMeansModel(jvm.org.apache.spark.ml.clustering.KMeansModel(uid, mllib_model))
+    model._resetUid(uid)
+    model._transfer_params_from_java()
+    return model

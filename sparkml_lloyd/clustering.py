@@ -321,6 +321,27 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         )
         return dataset.withColumn(self.getPredictionCol(), col)
 
+    def toSparkModel(self) -> Any:
+        """This model as Spark's own :class:`pyspark.ml.clustering.KMeansModel`.
+
+        Same centers, distance measure and column params; ``transform`` then runs in the JVM
+        (use it from Scala, Spark Connect clients or PMML export). Spark assigns with its
+        own distance code, so a point exactly between two centers may break the tie
+        differently in the last bit; a null feature vector is an error there, not null.
+        """
+        centers = self._require_centers()
+        summary = self._summary
+        spark_model = _engine.spark_kmeans_model(
+            centers, self.getDistanceMeasure(),
+            summary.trainingCost if summary else 0.0, summary.numIter if summary else 0,
+            self.uid,
+        )
+        spark_model._set(k=len(centers), featuresCol=self.getFeaturesCol(),
+                         predictionCol=self.getPredictionCol(),
+                         distanceMeasure=self.getDistanceMeasure())
+        spark_model._transfer_params_to_java()
+        return spark_model
+
     def copy(self, extra: dict | None = None) -> LloydKMeansModel:
         """A copy with the same uid, centers and params (plus ``extra``); no summary."""
         that = super().copy(extra)

@@ -170,3 +170,22 @@ def test_cosine_distance_matches_sklearn_on_normalised_data(spark):
                   algorithm="lloyd").fit(Xn)
     expected = sk.cluster_centers_ / np.linalg.norm(sk.cluster_centers_, axis=1, keepdims=True)
     assert relative_difference(ours.clusterCenters(), expected) <= 1e-9
+
+
+def test_to_spark_model_is_the_builtin_with_the_same_centers(tmp_path, spark, blobs):
+    from pyspark.ml.clustering import KMeansModel
+
+    X, df = blobs
+    model = LloydKMeans(k=4, initialCenters=X[:4], maxIter=5, tol=0.0).fit(df)
+    builtin = model.toSparkModel()
+    assert isinstance(builtin, KMeansModel)
+    np.testing.assert_array_equal(np.array(builtin.clusterCenters()),
+                                  np.array(model.clusterCenters()))
+    assert builtin.getFeaturesCol() == "features" and builtin.getK() == 4
+    ours = [r.prediction for r in model.transform(df).orderBy("id").collect()]
+    theirs = [r.prediction for r in builtin.transform(df).orderBy("id").collect()]
+    assert ours == theirs
+    builtin.write().overwrite().save(str(tmp_path / "spark-kmeans"))
+    reloaded = KMeansModel.load(str(tmp_path / "spark-kmeans"))
+    np.testing.assert_array_equal(np.array(reloaded.clusterCenters()),
+                                  np.array(model.clusterCenters()))
