@@ -74,10 +74,10 @@ def nearest(
         centers_sq = row_norms_sq(centers)
     labels = np.empty(n, dtype=np.int32)
     dist = np.empty(n, dtype=np.float64)
+    minus_2c = -2.0 * centers.T  # scaling by a power of two is exact: same bits as -2 (x.c)
     for start in range(0, n, CHUNK_ROWS):
         xc = x[start : start + CHUNK_ROWS]
-        score = xc @ centers.T
-        score *= -2.0
+        score = xc @ minus_2c
         score += centers_sq
         lab = np.argmin(score, axis=1)
         best = np.take_along_axis(score, lab[:, None], axis=1)[:, 0]
