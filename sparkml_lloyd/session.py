@@ -60,6 +60,8 @@ def local_session(
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in {**QUIET_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
+    existing = SparkSession.getActiveSession()
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(log_level)
+    if existing is None:  # don't change the log level of a session someone else made
+        spark.sparkContext.setLogLevel(log_level)
     return spark
