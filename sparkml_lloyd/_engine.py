@@ -131,7 +131,9 @@ def features_as_array(df: DataFrame, col: str, param: str = "featuresCol") -> Co
     (A vector column could also go to Arrow as its struct storage, but Spark's conversion of
     UDT values to Arrow measured ~10x slower than ``vector_to_array`` here.)"""
     if features_kind(df, col, param) == "vector":
-        return vector_to_array(F.col(col), "float64")
+        # vector_to_array raises (a Py4JJavaError) on a null vector: keep null rows null, so
+        # that fit reports them and transform predicts null for them.
+        return F.when(F.col(col).isNotNull(), vector_to_array(F.col(col), "float64"))
     return F.col(col).cast(T.ArrayType(T.DoubleType()))
 
 
@@ -641,7 +643,8 @@ def _initial_centers(
         if c.shape[1] != d:
             raise ValueError(
                 f"initialCenters has {c.shape[1]} columns but the vectors in "
-                f"featuresCol={cfg.features_col!r} have {d} features."
+                f"featuresCol={cfg.features_col!r} have {d} features; give centers of {d} "
+                "numbers each."
             )
         return K.normalize_rows(c) if cfg.distance == K.COSINE else c.copy()
     if cfg.init_mode == "random":

@@ -28,24 +28,36 @@ DISTANCE_MEASURES = ("euclidean", "cosine")
 DEFAULT_SEED = zlib.crc32(b"sparkml_lloyd.LloydKMeans")
 
 
+def _row(v: Any) -> list[float]:
+    """One center as floats; TypeError for anything that is not a sequence of numbers."""
+    if isinstance(v, Vector):
+        return [float(e) for e in v.toArray()]
+    if isinstance(v, (str, bytes)):  # iterable, but "12" is not the row [1.0, 2.0]
+        raise TypeError(type(v).__name__)
+    try:
+        return [float(e) for e in v]
+    except ValueError as e:  # float("a")
+        raise TypeError(str(e)) from None
+
+
 def _to_matrix(value: Any) -> list[list[float]]:
-    """TypeConverter for ``initialCenters``: rows of floats (JSON-friendly for persistence)."""
-    if isinstance(value, np.ndarray):
-        rows = value.tolist() if value.ndim == 2 else None
-    else:
-        try:
-            rows = [
-                v.toArray().tolist() if isinstance(v, Vector) else [float(e) for e in v]
-                for v in value
-            ]
-        except TypeError:
-            rows = None
-    if rows is None or not rows or any(len(r) != len(rows[0]) for r in rows):
+    """TypeConverter for ``initialCenters``: rows of floats (JSON-friendly for persistence).
+
+    Raises TypeError (which pyspark reports naming the param) for anything but a non-empty
+    k x d matrix of numbers.
+    """
+    try:
+        if (isinstance(value, np.ndarray) and value.ndim != 2) or isinstance(value, (str, bytes)):
+            raise TypeError(type(value).__name__)
+        rows = [_row(v) for v in value]
+    except TypeError:
+        rows = []
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
         raise TypeError(
             "initialCenters must be a non-empty k x d matrix: a 2-D numpy array, a list of "
             f"equal-length lists of numbers, or a list of Vectors; got {value!r:.200}."
         )
-    return [[float(e) for e in r] for r in rows]
+    return rows
 
 
 class _LloydKMeansParams(
@@ -151,11 +163,16 @@ def validate(params: _LloydKMeansParams) -> np.ndarray | None:
             f"initialCenters has {arr.shape[0]} rows but k={k}; give exactly k centers "
             "(or set k to the number of rows)."
         )
-    if not np.isfinite(arr).all():
-        raise ValueError("initialCenters contains NaN or infinite values; give finite centers.")
-    if params.getDistanceMeasure() == "cosine" and (np.abs(arr).sum(axis=1) == 0).any():
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if bad.size:
         raise ValueError(
-            "initialCenters has an all-zero row, for which the cosine distance is undefined; "
-            "give non-zero centers or use distanceMeasure='euclidean'."
+            f"initialCenters row {bad[0]} ({arr[bad[0]].tolist()}) contains NaN or infinite "
+            "values; give finite centers."
+        )
+    zero = np.flatnonzero((arr == 0).all(axis=1))
+    if params.getDistanceMeasure() == "cosine" and zero.size:
+        raise ValueError(
+            f"initialCenters row {zero[0]} is all zeros, for which the cosine distance is "
+            "undefined; give non-zero centers or use distanceMeasure='euclidean'."
         )
     return arr

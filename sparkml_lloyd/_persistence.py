@@ -28,6 +28,10 @@ class PathExistsError(FileExistsError, ValueError):
     """``save`` to an existing path without ``overwrite()``; nothing was written."""
 
 
+class StageNotFoundError(FileNotFoundError, ValueError):
+    """``load`` of a path that does not exist."""
+
+
 class _FileSystem:
     """The Hadoop FileSystem behind a path (local, HDFS, S3 ...), through the JVM."""
 
@@ -117,17 +121,30 @@ class CheckedReader(MLReader[S], Generic[S]):
         self._read_data = read_data
 
     def load(self, path: str) -> S:
+        """Load the stage saved at ``path``; a ``ValueError`` naming the path and the fix when
+        ``path`` does not hold a complete saved stage of this class."""
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a string, got {type(path).__name__}.")
         spark = self.sparkSession
         name = self.cls.__name__
         fs = _FileSystem(spark, path)
         if not fs.exists(path):
-            raise FileNotFoundError(f"Cannot load {name}: {path!r} does not exist.")
+            raise StageNotFoundError(
+                f"Cannot load {name}: {path!r} does not exist. Give the path that was passed "
+                "to save()."
+            )
         if not fs.exists(posixpath.join(path, "metadata")):
             raise ValueError(
                 f"Cannot load {name}: {path!r} is not a saved Spark ML stage (it has no "
-                "metadata folder)."
+                "metadata folder). Give the folder that save() wrote."
             )
-        metadata = DefaultParamsReader.loadMetadata(path, spark)
+        try:
+            metadata = DefaultParamsReader.loadMetadata(path, spark)
+        except Exception as e:  # an emptied, truncated or corrupted metadata file
+            raise ValueError(
+                f"Cannot load {name}: the metadata under {path!r} is unreadable "
+                f"({type(e).__name__}); the saved stage is incomplete. Save it again."
+            ) from None
         expected = f"{self.cls.__module__}.{name}"
         if metadata.get("class") != expected:
             raise ValueError(

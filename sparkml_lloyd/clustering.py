@@ -308,10 +308,10 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         if x.shape[1] != centers.shape[1]:
             raise ValueError(
                 f"The vector has length {x.shape[1]} but the model was fitted on "
-                f"{centers.shape[1]} features."
+                f"{centers.shape[1]} features; give a vector of {centers.shape[1]} numbers."
             )
         if not np.isfinite(x).all():
-            raise ValueError("The vector contains NaN or infinite values.")
+            raise ValueError("The vector contains NaN or infinite values; give finite numbers.")
         labels, _ = _kernel.nearest(x, centers, self.getDistanceMeasure())
         return int(labels[0])
 

@@ -1,0 +1,400 @@
+"""LloydKMeans on a real Spark standalone cluster (a master and two 1-core workers on
+loopback, started by the tests), including faults: an executor JVM or a Python worker killed
+with SIGKILL in the middle of a fit.
+
+The cluster-side driver runs in a child process (this process already owns the suite's local
+SparkContext): ``python -m tests.test_cluster serve MASTER_URL`` starts a SparkSession on the
+cluster, reports ``ready``, then runs one JSON command per stdin line and reports the result
+as an event (see :func:`serve`). The local references are computed in this process with the
+``spark`` fixture (local[2,4]) on the same rows in the same two partitions, so the centers must
+agree bit for bit (the fit is deterministic given the seed and the partitioning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from sparkml_lloyd import LloydKMeans, LloydKMeansModel
+from tests.helpers import relative_difference
+from tests.leaks import host_block_files
+from tests.spark_cluster import (
+    DriverProcess,
+    StandaloneCluster,
+    build_session,
+    claim_stdout_for_events,
+    driver_env,
+    emit,
+    executor_pids,
+    pid_alive,
+    python_worker_pids,
+    wait_for_executors,
+)
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER_TIMEOUT = 300.0
+PARTITIONS = 2
+#: Iteration at which the fault tests kill something; the staircase fit runs STEPS.
+KILL_AT_ITERATION = 8
+STEPS = 60
+
+
+# -- data, built the same way in both processes ---------------------------------------------
+
+
+def blob_rows() -> list[tuple[int, list[float]]]:
+    """600 points around 4 centers in 3-D (fixed seed)."""
+    rng = np.random.default_rng(11)
+    means = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 7.0, -1.0], [5.0, 6.0, 5.0]])
+    x = np.vstack([m + rng.normal(size=(150, 3)) for m in means])
+    return [(i, [float(v) for v in row]) for i, row in enumerate(x)]
+
+
+def staircase(
+    n: int, far: float = 1000.0, heavy: float = 1e9, copies: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """1-D weighted points on which Lloyd (k=2, centers starting at 0 and ``far``, tol=0)
+    moves exactly one point from cluster 2 to cluster 1 per iteration: n iterations.
+
+    Point m (m >= 2) lies halfway between the boundaries (mean of cluster 1 + mean of
+    cluster 2) / 2 when cluster 1 holds m - 1 and m points; a point of weight ``heavy`` at
+    ``far`` keeps cluster 2's mean almost fixed. The exact mean of cluster 2 depends on the
+    later points, so the construction is repeated until it is self-consistent. Consecutive
+    points are > 0.05 apart for n <= 320, far above rounding, so every partitioning and
+    summation order takes the same steps. The heavy point may be split into ``copies`` rows
+    of weight ``heavy / copies`` (the same clusters, more data).
+    """
+
+    def build(mean2: Any) -> np.ndarray:
+        x = [0.0]
+
+        def boundary(m: int) -> float:
+            return (float(np.mean(x[:m])) + mean2(m)) / 2
+
+        x.append(boundary(1) / 2)
+        for m in range(2, n):
+            low, high = boundary(m - 1), boundary(m)
+            x.append(low + 0.5 * (high - low))
+        return np.array(x)
+
+    x = build(lambda m: far)
+    for _ in range(5):
+        x = build(lambda m, x=x: (heavy * far + x[m:].sum()) / (heavy + len(x) - m))
+    weights = np.append(np.ones(n), np.full(copies, heavy / copies))
+    return np.append(x, np.full(copies, far)), weights
+
+
+def frame(
+    spark: SparkSession, name: str, points: tuple[np.ndarray, np.ndarray] | None = None
+) -> DataFrame:
+    """The named dataset as ``id, features (vector)[, weight]`` in PARTITIONS slices
+    (``points``: the staircase's points and weights, instead of ``staircase(STEPS)``)."""
+    schema = [T.StructField("id", T.LongType()), T.StructField("features", VectorUDT())]
+    if name == "blobs":
+        rows: list[tuple[Any, ...]] = [(i, Vectors.dense(v)) for i, v in blob_rows()]
+    elif name == "staircase":
+        x, w = points if points is not None else staircase(STEPS)
+        rows = [(i, Vectors.dense([x[i]]), float(w[i])) for i in range(len(x))]
+        schema.append(T.StructField("weight", T.DoubleType()))
+    elif name == "raw":  # the blobs as plain columns, for a VectorAssembler
+        rows = [(i, *v) for i, v in blob_rows()]
+        schema = [T.StructField("id", T.LongType())] + [
+            T.StructField(c, T.DoubleType()) for c in "abc"
+        ]
+    else:
+        raise ValueError(name)
+    rdd = spark.sparkContext.parallelize(rows, PARTITIONS)
+    return spark.createDataFrame(rdd, T.StructType(schema))
+
+
+STAIRCASE_PARAMS: dict[str, Any] = {
+    "k": 2, "weightCol": "weight", "initialCenters": [[0.0], [1000.0]], "maxIter": 500,
+    "tol": 0.0,
+}
+
+
+def pipeline() -> Pipeline:
+    """VectorAssembler + LloydKMeans, as in the README."""
+    return Pipeline(stages=[
+        VectorAssembler(inputCols=["a", "b", "c"], outputCol="features"),
+        LloydKMeans(k=4, seed=7),
+    ])
+
+
+def fit_result(model: LloydKMeansModel) -> dict[str, Any]:
+    """What a fit is compared by: its centers, iteration count and cost."""
+    return {
+        "centers": [c.tolist() for c in model.clusterCenters()],
+        "num_iter": model.summary.numIter,
+        "cost": model.summary.trainingCost,
+    }
+
+
+# -- the child: a driver on the cluster ------------------------------------------------------
+
+
+def _failed_tasks(spark: SparkSession, group: str) -> int:
+    """Failed task attempts (lost with their executor or Python worker) in a job group."""
+    tracker = spark.sparkContext.statusTracker()
+    failed = 0
+    for job_id in tracker.getJobIdsForGroup(group):
+        job = tracker.getJobInfo(job_id)
+        for stage_id in job.stageIds if job is not None else ():
+            stage = tracker.getStageInfo(stage_id)
+            failed += stage.numFailedTasks if stage is not None else 0
+    return failed
+
+
+class _IterationEvents(logging.Handler):
+    """Reports chosen iterations of a running fit to the parent."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.wanted: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        iteration = getattr(record, "iteration", None)
+        if iteration in self.wanted:
+            emit("iteration", iteration=iteration, at=time.monotonic())
+
+
+def _run(spark: SparkSession, command: dict[str, Any], events: _IterationEvents) -> None:
+    """Run one command (``fit`` or ``pipeline``) in its own job group; emit its result."""
+    sc = spark.sparkContext
+    wait_for_executors(sc, 2)
+    tag = command.get("tag", command["cmd"])
+    sc.setJobGroup(tag, tag)
+    started = time.monotonic()
+    if command["cmd"] == "fit":
+        events.wanted = set(command.get("report", ()))
+        try:
+            model = LloydKMeans(**command["params"]).fit(frame(spark, command["data"]))
+        finally:
+            events.wanted = set()
+        emit("fit", started=started, finished=time.monotonic(),
+             failed_tasks=_failed_tasks(spark, tag), **fit_result(model))
+    elif command["cmd"] == "pipeline":
+        model = pipeline().fit(frame(spark, "raw"))
+        model.write().overwrite().save(command["path"])
+        predictions = model.transform(frame(spark, "raw")).orderBy("id")
+        emit("pipeline", predictions=[r.prediction for r in predictions.collect()],
+             **fit_result(model.stages[-1]))
+    else:
+        raise ValueError(f"unknown command {command!r}")
+
+
+def serve(master_url: str) -> None:
+    """Child main loop: one JSON command per stdin line until ``{"cmd": "stop"}``."""
+    claim_stdout_for_events()
+    spark = build_session(master_url, "sparkml_lloyd-cluster-tests")
+    spark.sparkContext.setLogLevel("ERROR")
+    events = _IterationEvents()
+    log = logging.getLogger("sparkml_lloyd")
+    log.setLevel(logging.INFO)
+    log.addHandler(events)
+    wait_for_executors(spark.sparkContext, 2)
+    emit("ready", pid=os.getpid())
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["cmd"] == "stop":
+            break
+        try:
+            _run(spark, command, events)
+        except Exception:  # report it; the parent's wait_event raises with the traceback
+            emit("error", traceback=traceback.format_exc())
+    spark.stop()
+    emit("stopped")
+
+
+# -- the parent: fixtures and tests ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[StandaloneCluster]:
+    """A master and two 1-core workers on 127.0.0.1, killed at the end of the module."""
+    with StandaloneCluster(num_workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def driver(cluster: StandaloneCluster) -> Iterator[DriverProcess]:
+    """The cluster-side driver (a child process), shared by the module's tests."""
+    env = driver_env({"PYTHONPATH": str(ROOT)})
+    argv = ["-m", "tests.test_cluster", "serve", cluster.master_url]
+    with DriverProcess(argv, env=env, cwd=ROOT) as child:
+        child.wait_event("ready", timeout=DRIVER_TIMEOUT)
+        yield child
+        child.send(json.dumps({"cmd": "stop"}))
+        child.wait_event("stopped", timeout=120)
+        assert child.wait(timeout=60) == 0
+
+
+def _command(driver: DriverProcess, event: str, **command: Any) -> dict[str, Any]:
+    """Send one command to the cluster's driver and wait for its result event."""
+    driver.send(json.dumps(command))
+    return driver.wait_event(event, timeout=DRIVER_TIMEOUT)
+
+
+def _assert_no_block_files(cluster: StandaloneCluster) -> None:
+    """No host-local block file of any executor this cluster ever ran is left."""
+    executor_pids(cluster)  # note the current ones
+    assert host_block_files(set(cluster.known_pids)) == []
+
+
+def _local(spark: SparkSession, params: dict[str, Any], data: str) -> dict[str, Any]:
+    """The same fit on this process's local session."""
+    return fit_result(LloydKMeans(**params).fit(frame(spark, data)))
+
+
+@pytest.mark.parametrize("init_mode", ["k-means||", "random"])
+def test_fit_on_the_cluster_gives_the_local_centers(
+    spark: SparkSession, cluster: StandaloneCluster, driver: DriverProcess, init_mode: str
+) -> None:
+    """Same seed and partitioning: bit-identical centers, iterations and cost on the cluster
+    and on local[2] (so certainly within 1e-9 relative)."""
+    params = {"k": 4, "seed": 3, "initMode": init_mode, "maxIter": 30}
+    remote = _command(driver, "fit", cmd="fit", data="blobs", params=params)
+    local = _local(spark, params, "blobs")
+    assert relative_difference(remote["centers"], local["centers"]) <= 1e-9
+    assert remote["centers"] == local["centers"]
+    assert (remote["num_iter"], remote["cost"]) == (local["num_iter"], local["cost"])
+    _assert_no_block_files(cluster)
+
+
+def test_pipeline_saved_on_the_cluster_loads_and_transforms_locally(
+    spark: SparkSession, driver: DriverProcess, tmp_path: Path
+) -> None:
+    """A Pipeline (VectorAssembler + LloydKMeans) fitted and saved by the cluster's driver
+    loads in a fresh local session and predicts what the cluster predicted."""
+    path = str(tmp_path / "pipeline")
+    remote = _command(driver, "pipeline", cmd="pipeline", path=path)
+    loaded = PipelineModel.load(path)
+    stage = loaded.stages[-1]
+    assert isinstance(stage, LloydKMeansModel)
+    assert [c.tolist() for c in stage.clusterCenters()] == remote["centers"]
+    local = loaded.transform(frame(spark, "raw")).orderBy("id")
+    assert [r.prediction for r in local.collect()] == remote["predictions"]
+    assert sorted(set(remote["predictions"])) == [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def undisturbed(spark: SparkSession) -> dict[str, Any]:
+    """The staircase fit without faults (local; equal to the cluster's, see above)."""
+    result = _local(spark, STAIRCASE_PARAMS, "staircase")
+    assert result["num_iter"] == STEPS  # one point changes cluster per iteration
+    return result
+
+
+def _state(pid: int) -> str:
+    """The process state letter of ``pid`` (``R`` running, ``S`` sleeping; ``X`` gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return "X"
+    return raw[raw.rfind(b")") + 2:].split()[0].decode()
+
+
+def _kill_during_fit(
+    cluster: StandaloneCluster, driver: DriverProcess, choose: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the staircase fit on the cluster; at iteration KILL_AT_ITERATION a Timer thread
+    SIGKILLs the process ``choose(cluster)`` returns. Returns (fit event, kill record)."""
+    killed: dict[str, Any] = {}
+    done = threading.Event()
+
+    def kill() -> None:
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            pid = choose(cluster)
+            if pid is not None:
+                killed.update(pid=pid, state=_state(pid), at=time.monotonic())
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.005)
+
+    driver.send(json.dumps({"cmd": "fit", "data": "staircase", "params": STAIRCASE_PARAMS,
+                            "report": [KILL_AT_ITERATION], "tag": "faults"}))
+    driver.wait_event("iteration", timeout=DRIVER_TIMEOUT)
+    timer = threading.Timer(0.05, kill)
+    timer.start()
+    try:
+        event = driver.wait_event("fit", timeout=DRIVER_TIMEOUT)
+    finally:
+        done.set()
+        timer.join()
+    assert "pid" in killed, "nothing was killed"
+    assert killed["at"] < event["finished"], "the fit ended before the kill"
+    assert not pid_alive(killed["pid"])
+    return event, killed
+
+
+def test_fit_survives_the_loss_of_an_executor(
+    cluster: StandaloneCluster, driver: DriverProcess, undisturbed: dict[str, Any]
+) -> None:
+    """SIGKILL one executor JVM mid-fit: its cached blocks and running tasks are lost, Spark
+    recomputes them from the lineage and retries; the fit ends with the same centers and
+    iteration count as the undisturbed run."""
+    event, killed = _kill_during_fit(
+        cluster, driver, lambda c: next(iter(executor_pids(c)), None)
+    )
+    print(f"killed executor {killed}; fit: {event['finished'] - event['started']:.1f} s, "
+          f"{event['failed_tasks']} failed tasks")
+    assert event["centers"] == undisturbed["centers"]
+    assert (event["num_iter"], event["cost"]) == (undisturbed["num_iter"], undisturbed["cost"])
+    _assert_no_block_files(cluster)
+
+
+class _BusyPythonWorker:
+    """Finds a Python worker that is running on a CPU, i.e. in the middle of a task (an idle,
+    reused worker sleeps waiting for its next task). The worker list is re-read every 0.2 s;
+    in between only the workers' states are polled, so a short task is not missed."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+        self.listed = 0.0
+
+    def __call__(self, cluster: StandaloneCluster) -> int | None:
+        if time.monotonic() - self.listed > 0.2:
+            self.pids = python_worker_pids(executor_pids(cluster), kind="worker")
+            self.listed = time.monotonic()
+        return next((pid for pid in self.pids if _state(pid) == "R"), None)
+
+
+def test_fit_survives_the_loss_of_a_python_worker(
+    cluster: StandaloneCluster, driver: DriverProcess, undisturbed: dict[str, Any]
+) -> None:
+    """SIGKILL a Python worker while it runs a task: the task fails, Spark retries it; the
+    fit ends with the same centers and iteration count as the undisturbed run."""
+    event, killed = _kill_during_fit(cluster, driver, _BusyPythonWorker())
+    print(f"killed Python worker {killed}; fit: {event['finished'] - event['started']:.1f} s, "
+          f"{event['failed_tasks']} failed tasks")
+    assert event["failed_tasks"] >= 1, (killed, event)
+    assert event["centers"] == undisturbed["centers"]
+    assert (event["num_iter"], event["cost"]) == (undisturbed["num_iter"], undisturbed["cost"])
+    _assert_no_block_files(cluster)
+
+
+if __name__ == "__main__":  # the child: python -m tests.test_cluster serve MASTER_URL
+    if sys.argv[1:2] != ["serve"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m tests.test_cluster serve MASTER_URL")
+    serve(sys.argv[2])
