@@ -1,0 +1,7 @@
+"""Benchmark suite of sparkml_lloyd: ``python benchmarks/run.py --help``.
+
+Modules: :mod:`benchmarks.grid` (cells and settings), :mod:`benchmarks.datagen` (data on the
+executors), :mod:`benchmarks.competitors` (the implementations under test),
+:mod:`benchmarks.measure` (timing, memory, storage), :mod:`benchmarks.record` (environment and
+JSON), :mod:`benchmarks.report` (page, plot, targets), :mod:`benchmarks.run` (the runner).
+"""

@@ -1,0 +1,320 @@
+"""The competitors: one class each, same protocol.
+
+``prepare()`` does everything that must stay outside the timer (caching MLlib's RDD of
+vectors, collecting the numpy array for scikit-learn ...); ``fit(max_iter)`` times exactly one
+training call from the fixed initial centers ``C0`` (or, for the ``ml`` built-ins, which cannot
+take initial centers, from ``initMode="random"`` with a fixed seed) and returns the seconds, the
+centers and the number of iterations run; ``release()`` unpersists what ``prepare`` cached.
+
+Also here: the whole default ``fit`` of ours and of the built-in ml ``KMeans``, and the
+``transform`` throughput of both models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from math import sqrt
+from typing import Any
+
+import numpy as np
+from pyspark import RDD
+from pyspark.ml.clustering import KMeans as MLKMeans
+from pyspark.ml.clustering import KMeansModel as MLKMeansModel
+from pyspark.mllib.clustering import KMeans as MLlibKMeans
+from pyspark.mllib.clustering import KMeansModel as MLlibKMeansModel
+from pyspark.mllib.linalg import Vectors as MLlibVectors
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from benchmarks.datagen import BlobData, collect_numpy
+from benchmarks.measure import timed_cpu
+from sparkml_lloyd import LloydKMeans, LloydKMeansModel
+
+
+@dataclass
+class FitOutcome:
+    """One timed training run."""
+
+    seconds: float
+    centers: np.ndarray
+    #: Iterations actually run (``None`` when the API does not say).
+    num_iter: int | None
+    #: CPU seconds of the whole process tree (driver, JVM, workers) during the call.
+    cpu_seconds: float = 0.0
+    #: Ours only: ``[seconds since the call started, log message]`` for every INFO record of
+    #: the ``sparkml_lloyd`` logger (one per iteration, one at the end), then ``"returned"``.
+    trace: list[tuple[float, str]] | None = None
+
+
+class _TraceHandler(logging.Handler):
+    """Collects the time of every record of the ``sparkml_lloyd`` logger during a fit."""
+
+    def __init__(self, t0: float) -> None:
+        super().__init__(logging.INFO)
+        self.t0 = t0
+        self.events: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.append((time.perf_counter() - self.t0, record.getMessage()[:60]))
+
+
+class Competitor(ABC):
+    """A k-means implementation under test, bound to one cell's data."""
+
+    #: Short name (a key of :data:`benchmarks.grid.COMPETITORS`).
+    name: str = ""
+    #: Does it start from ``C0`` (so its centers must equal ours)?
+    from_c0: bool = True
+
+    def __init__(self, data: BlobData, seed: int) -> None:
+        self.data = data
+        self.cell = data.cell
+        self.seed = seed
+
+    def prepare(self) -> None:
+        """Untimed set-up (default: nothing)."""
+        return None
+
+    def release(self) -> None:
+        """Undo :meth:`prepare` (default: nothing)."""
+        return None
+
+    @abstractmethod
+    def _train(self, max_iter: int) -> Any:
+        """The timed call; returns the trained model."""
+
+    @abstractmethod
+    def _outcome(self, model: Any) -> tuple[np.ndarray, int | None]:
+        """Centers (k x d) and iterations run, read from the model outside the timer."""
+
+    def fit(self, max_iter: int) -> FitOutcome:
+        """Train for (at most) ``max_iter`` iterations; time only the training call."""
+        seconds, cpu, model = timed_cpu(lambda: self._train(max_iter))
+        centers, num_iter = self._outcome(model)
+        return FitOutcome(seconds, np.asarray(centers, dtype=np.float64), num_iter, cpu)
+
+
+class Ours(Competitor):
+    """``LloydKMeans(k, initialCenters=C0, maxIter=m, tol=0).fit(df)``.
+
+    The engine's per-iteration log records are timestamped (a logging handler, no other
+    instrumentation), which shows where a fit's time goes: set-up until the first iteration,
+    each iteration, and the tail after the last one.
+    """
+
+    name = "ours"
+
+    def fit(self, max_iter: int) -> FitOutcome:
+        logger = logging.getLogger("sparkml_lloyd")
+        level = logger.level
+        handler = _TraceHandler(0.0)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+        def train() -> LloydKMeansModel:
+            handler.t0 = time.perf_counter()
+            return self._train(max_iter)
+
+        try:
+            seconds, cpu, model = timed_cpu(train)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        centers, num_iter = self._outcome(model)
+        return FitOutcome(seconds, centers, num_iter, cpu,
+                          [*handler.events, (seconds, "returned")])
+
+    def _train(self, max_iter: int) -> LloydKMeansModel:
+        return LloydKMeans(
+            k=self.cell.k, initialCenters=self.data.c0, maxIter=max_iter, tol=0.0
+        ).fit(self.data.df)
+
+    def _outcome(self, model: LloydKMeansModel) -> tuple[np.ndarray, int | None]:
+        return np.array(model.clusterCenters()), model.summary.numIter
+
+
+class MLlib(Competitor):
+    """``pyspark.mllib.clustering.KMeans.train`` from ``KMeansModel(C0)``, ``epsilon=0``, on
+    an RDD of MLlib vectors cached (and counted) outside the timer.
+
+    The Python API does not report the number of iterations; the runner infers it from the
+    centers agreeing with ours (see ``run.py``).
+    """
+
+    name = "mllib"
+
+    def prepare(self) -> None:
+        self.rdd: RDD = self.data.df.rdd.map(lambda r: MLlibVectors.fromML(r.features)).cache()
+        self.rdd.count()
+
+    def release(self) -> None:
+        self.rdd.unpersist(blocking=True)
+
+    def _train(self, max_iter: int) -> MLlibKMeansModel:
+        return MLlibKMeans.train(
+            self.rdd, self.cell.k, maxIterations=max_iter,
+            initialModel=MLlibKMeansModel(list(self.data.c0)), epsilon=0.0, seed=self.seed,
+        )
+
+    def _outcome(self, model: MLlibKMeansModel) -> tuple[np.ndarray, int | None]:
+        return np.array([np.asarray(c) for c in model.clusterCenters]), None
+
+
+class MLKMeansSolver(Competitor):
+    """``pyspark.ml.clustering.KMeans(initMode="random", seed, tol=0, solver=...)``: the ml
+    API cannot start from given centers, so its centers are not compared with ours; its
+    per-iteration time still is, since initialisation cancels in ``T(m2) - T(m1)``."""
+
+    from_c0 = False
+    solver = "auto"
+
+    def _train(self, max_iter: int) -> MLKMeansModel:
+        return MLKMeans(
+            k=self.cell.k, maxIter=max_iter, tol=0.0, initMode="random", seed=self.seed,
+            solver=self.solver,
+        ).fit(self.data.df)
+
+    def _outcome(self, model: MLKMeansModel) -> tuple[np.ndarray, int | None]:
+        return np.array(model.clusterCenters()), model.summary.numIter
+
+
+class MLRow(MLKMeansSolver):
+    name = "ml_row"
+    solver = "row"
+
+
+class MLBlock(MLKMeansSolver):
+    name = "ml_block"
+    solver = "block"
+
+
+class Sklearn(Competitor):
+    """scikit-learn's Lloyd on the collected array: the single-machine reference."""
+
+    name = "sklearn"
+
+    def prepare(self) -> None:
+        from sklearn.cluster import KMeans  # imported here: scikit-learn is optional
+
+        self.estimator = KMeans
+        self.x = collect_numpy(self.data.df, self.cell.d)
+
+    def release(self) -> None:
+        del self.x
+
+    def _train(self, max_iter: int) -> Any:
+        return self.estimator(
+            n_clusters=self.cell.k, init=self.data.c0, n_init=1, max_iter=max_iter, tol=0.0,
+            algorithm="lloyd",
+        ).fit(self.x)
+
+    def _outcome(self, model: Any) -> tuple[np.ndarray, int | None]:
+        return model.cluster_centers_, int(model.n_iter_)
+
+
+# --------------------------------------------------------------------------------------
+# The walkthrough's per-row approach (../shared/seed), in Python 3 syntax
+# --------------------------------------------------------------------------------------
+
+
+def cost_function(x: np.ndarray, y: np.ndarray) -> float:
+    """The walkthrough's distance between two 2-D points."""
+    return sqrt((x[0] - y[0]) ** 2 + (x[1] - y[1]) ** 2)
+
+
+def assign(rdd: RDD, centroids: list[np.ndarray], k: int) -> RDD:
+    """Per point: the distance to every centroid, then the index of the smallest."""
+    d = rdd.map(lambda x: (x, [cost_function(x, centroids[i]) for i in range(k)]))
+    return d.map(lambda xc: (xc[1].index(min(xc[1])), xc[0]))
+
+
+def recalculate_centroids(assignments: RDD, k: int) -> list[np.ndarray]:
+    """One filter pass per cluster, then ``sum() / count()``: two jobs per cluster."""
+    new_centroids = []
+    for i in range(k):
+        a = assignments.filter(lambda ax, i=i: ax[0] == i).map(lambda ax: ax[1])
+        new_centroids.append(a.sum() / a.count())
+    return new_centroids
+
+
+def walkthrough_iterations(rdd: RDD, centroids: list[np.ndarray], k: int,
+                           iterations: int) -> list[np.ndarray]:
+    """``iterations`` rounds of the walkthrough's ``iteration(rdd, centroids)``."""
+    for _ in range(iterations):
+        centroids = recalculate_centroids(assign(rdd, centroids, k), k)
+    return centroids
+
+
+class PerRow(Competitor):
+    """The walkthrough: an RDD of numpy points, Python distances per point, and one filter
+    pass per cluster for the means. Fixed iteration count (it has no convergence test)."""
+
+    name = "per_row"
+
+    def prepare(self) -> None:
+        if self.cell.d != 2:
+            raise ValueError("the walkthrough's per-row code is written for 2-D points")
+        self.rdd: RDD = self.data.df.rdd.map(lambda r: r.features.toArray()).cache()
+        self.rdd.count()
+
+    def release(self) -> None:
+        self.rdd.unpersist(blocking=True)
+
+    def _train(self, max_iter: int) -> list[np.ndarray]:
+        return walkthrough_iterations(self.rdd, list(self.data.c0), self.cell.k, max_iter)
+
+    def fit(self, max_iter: int) -> FitOutcome:
+        seconds, cpu, centroids = timed_cpu(lambda: self._train(max_iter))
+        return FitOutcome(seconds, np.array(centroids, dtype=np.float64), max_iter, cpu)
+
+    def _outcome(self, model: Any) -> tuple[np.ndarray, int | None]:  # pragma: no cover
+        raise NotImplementedError
+
+
+COMPETITOR_CLASSES: dict[str, type[Competitor]] = {
+    c.name: c for c in (Ours, MLlib, MLRow, MLBlock, Sklearn, PerRow)
+}
+
+
+# --------------------------------------------------------------------------------------
+# Whole default fit, and transform
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DefaultFit:
+    """One whole ``fit`` with default settings."""
+
+    seconds: float
+    cpu_seconds: float
+    num_iter: int
+    training_cost: float
+    model: Any
+
+
+def default_fit_ours(df: DataFrame, k: int, seed: int) -> DefaultFit:
+    """``LloydKMeans(k=k, seed=seed).fit(df)``: k-means||, maxIter=20, tol=1e-4."""
+    seconds, cpu, model = timed_cpu(lambda: LloydKMeans(k=k, seed=seed).fit(df))
+    return DefaultFit(seconds, cpu, model.summary.numIter, model.summary.trainingCost, model)
+
+
+def default_fit_builtin(df: DataFrame, k: int, seed: int) -> DefaultFit:
+    """``pyspark.ml.clustering.KMeans(k=k, seed=seed).fit(df)`` with every other default."""
+    seconds, cpu, model = timed_cpu(lambda: MLKMeans(k=k, seed=seed).fit(df))
+    return DefaultFit(seconds, cpu, model.summary.numIter, model.summary.trainingCost, model)
+
+
+def time_transform(model: Any, df: DataFrame) -> tuple[float, float, int]:
+    """Wall and CPU seconds of ``model.transform(df).agg(sum(prediction))``, and that sum."""
+    seconds, cpu, rows = timed_cpu(
+        lambda: model.transform(df).agg(F.sum("prediction")).collect()
+    )
+    return seconds, cpu, int(rows[0][0])
+
+
+def same_centers_model(builtin: MLKMeansModel) -> LloydKMeansModel:
+    """Our model with exactly the built-in model's centers (for a like-for-like transform)."""
+    return LloydKMeansModel([np.asarray(c) for c in builtin.clusterCenters()])

@@ -1,0 +1,185 @@
+"""What a benchmark run measures: the cells of the (n, d, k) grid and the run's settings.
+
+Everything configurable lives here, in one place: the named grids, their defaults (repeats,
+iteration counts, driver memory), and the rules that skip a cell or a competitor in a cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Competitor names, in report order. ``ours`` first; the three Spark built-ins; then the
+#: single-machine reference and the walkthrough's per-row floor.
+COMPETITORS: tuple[str, ...] = ("ours", "mllib", "ml_row", "ml_block", "sklearn", "per_row")
+#: The Spark built-ins: "best built-in" is the fastest of these in a cell.
+BUILTINS: tuple[str, ...] = ("mllib", "ml_row", "ml_block")
+#: Human-readable names for tables and plots.
+LABELS: dict[str, str] = {
+    "ours": "ours (LloydKMeans)",
+    "mllib": "mllib KMeans.train",
+    "ml_row": "ml KMeans row",
+    "ml_block": "ml KMeans block",
+    "sklearn": "scikit-learn",
+    "per_row": "walkthrough per-row",
+}
+
+#: scikit-learn runs only where the collected array fits comfortably on the driver.
+SKLEARN_MAX_ND = 100_000_000
+#: The walkthrough's per-row code runs only at d = 2 (its distance is written for 2-D points)
+#: and up to this many rows: it is the floor, not a contender.
+PER_ROW_MAX_N = 100_000
+#: Cells with more than this many doubles are skipped: 4e6 x 100 is 3.2 GB raw, held about four
+#: times at once (DataFrame cache, MLlib's cached RDD, the competitor's own cache, worker copies),
+#: which does not fit a 12g driver heap on a 24 GiB machine next to the Python workers.
+MAX_ND = 100_000_000
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One point of the grid: ``n`` rows, ``d`` features, ``k`` clusters."""
+
+    n: int
+    d: int
+    k: int
+
+    @property
+    def raw_bytes(self) -> int:
+        """Size of the data as a dense float64 matrix, ``n * d * 8``."""
+        return self.n * self.d * 8
+
+    @property
+    def key(self) -> str:
+        """A compact, sortable-by-eye name: ``"1e6,20,20"``."""
+        return f"{format_count(self.n)},{self.d},{self.k}"
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.n, self.d, self.k)
+
+
+def format_count(n: int) -> str:
+    """``1000000 -> "1e6"``, ``4000000 -> "4e6"``, ``20000 -> "2e4"``, ``150 -> "150"``."""
+    if n >= 1000:
+        exp = len(str(n)) - 1
+        mant = n / 10**exp
+        if mant == int(mant):
+            return f"{int(mant)}e{exp}"
+    return str(n)
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Defaults of a named grid."""
+
+    cells: tuple[Cell, ...]
+    repeats: int
+    m1: int
+    m2: int
+    driver_memory: str
+    smoke: bool
+    #: maxIter pair of the (slow) per-row walkthrough.
+    per_row_iters: tuple[int, int] = (1, 2)
+    #: One untimed fit per competitor before the timed rounds (it also probes cache sizes).
+    warmup: bool = True
+
+
+def _cells(*triples: tuple[float, int, int]) -> tuple[Cell, ...]:
+    return tuple(Cell(int(n), d, k) for n, d, k in triples)
+
+
+GRIDS: dict[str, GridSpec] = {
+    # CI: one tiny cell with every competitor, one round, 1 vs 3 iterations (per-row: 0 vs 1).
+    "smoke": GridSpec(
+        cells=_cells((2e4, 2, 3)),
+        repeats=1, m1=1, m2=3, driver_memory="2g", smoke=True, per_row_iters=(0, 1),
+    ),
+    # The cells the performance targets name.
+    "default": GridSpec(
+        cells=_cells((1e5, 2, 3), (1e6, 2, 3), (1e6, 20, 20), (1e6, 100, 100), (4e6, 20, 20)),
+        repeats=3, m1=2, m2=6, driver_memory="12g", smoke=False,
+    ),
+    # The whole n x d x k grid; infeasible cells are skipped with a reason (see skip_reason).
+    "full": GridSpec(
+        cells=_cells(*itertools.product((1e5, 1e6, 4e6), (2, 20, 100), (3, 20, 100))),
+        repeats=3, m1=2, m2=6, driver_memory="12g", smoke=False,
+    ),
+}
+
+
+@dataclass
+class Settings:
+    """Everything that shapes one run (stored verbatim in the result JSON)."""
+
+    grid: str
+    cells: list[Cell]
+    repeats: int
+    m1: int
+    m2: int
+    per_row_m1: int
+    per_row_m2: int
+    warmup: bool
+    master: str
+    partitions: int
+    driver_memory: str
+    seed: int
+    competitors: list[str]
+    smoke: bool
+    max_nd: int = MAX_ND
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cells"] = [c.key for c in self.cells]
+        return out
+
+
+def skip_reason(cell: Cell, max_nd: int = MAX_ND) -> str | None:
+    """Why a cell is not run, or ``None`` when it is run."""
+    if cell.n * cell.d > max_nd:
+        return (
+            f"n*d = {cell.n * cell.d:.0e} > {max_nd:.0e}: {cell.raw_bytes / 1e9:.1f} GB raw, "
+            "held ~4 times at once (DataFrame cache, MLlib's RDD cache, the competitor's own "
+            "cache, worker copies): does not fit a 12g driver heap on 24 GiB"
+        )
+    return None
+
+
+def competitor_skip_reason(name: str, cell: Cell) -> str | None:
+    """Why a competitor does not run in a cell, or ``None`` when it runs."""
+    if name == "sklearn" and cell.n * cell.d > SKLEARN_MAX_ND:
+        return f"n*d > {SKLEARN_MAX_ND:.0e}: the collected array would not fit comfortably"
+    if name == "per_row" and (cell.d != 2 or cell.n > PER_ROW_MAX_N):
+        return f"the per-row floor runs only at d = 2 and n <= {format_count(PER_ROW_MAX_N)}"
+    return None
+
+
+def parse_cells(text: str) -> list[Cell]:
+    """``"1e6,20,20;4e6,20,20"`` -> cells. Numbers may be written as ``1e6`` or ``1000000``."""
+    cells = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        fields = [f.strip() for f in part.split(",")]
+        if len(fields) != 3:
+            raise ValueError(f"cell {part!r} is not 'n,d,k'")
+        try:
+            n, d, k = (int(float(f)) for f in fields)
+        except ValueError:
+            raise ValueError(f"cell {part!r}: n, d and k must be numbers") from None
+        if n < 2 or d < 1 or k < 2 or k > n:
+            raise ValueError(f"cell {part!r}: need n >= k >= 2 and d >= 1")
+        cells.append(Cell(n, d, k))
+    if not cells:
+        raise ValueError("--cells is empty")
+    return cells
+
+
+def cores_of(master: str) -> int:
+    """Number of cores of a ``local[N]`` / ``local[N,F]`` / ``local[*]`` master, else nproc."""
+    m = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", master.strip())
+    if m and m.group(1) != "*":
+        return int(m.group(1))
+    if master.strip() == "local":
+        return 1
+    return os.cpu_count() or 1

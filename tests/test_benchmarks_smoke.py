@@ -1,0 +1,82 @@
+"""The benchmark suite's smoke grid runs end to end (in a subprocess, with its own Spark).
+
+Checks the harness, not the performance: every competitor is in the result, the centers of
+ours, MLlib, scikit-learn and the per-row walkthrough agree, and the page and plot are written
+into a scratch directory (the real docs/benchmarks.md is left alone).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPETITORS = {"ours", "mllib", "ml_row", "ml_block", "sklearn", "per_row"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--grid", "smoke",
+         "--out-dir", str(out / "results"), "--docs-dir", str(out / "docs")],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+    )
+    results = sorted((out / "results").glob("*.json"))
+    return proc, results, out
+
+
+@pytest.mark.slow
+def test_smoke_grid_runs_and_writes_a_record(smoke_run):
+    proc, results, _ = smoke_run
+    assert len(results) == 1, proc.stderr[-4000:]
+    record = json.loads(results[0].read_text())
+    assert proc.returncode == 0, record["cells"][0].get("traceback") or proc.stderr[-4000:]
+    assert record["complete"] and record["smoke"]
+    assert record["environment"]["git"]["commit"]
+    assert record["environment"]["versions"]["pyspark"]
+    (cell,) = record["cells"]
+    assert cell["status"] == "ok", cell.get("traceback")
+    assert set(cell["competitors"]) == COMPETITORS
+    for res in cell["competitors"].values():
+        assert len(res["t_m1"]) == len(res["t_m2"]) == record["settings"]["repeats"]
+    assert cell["default_fit"]["ours"]["seconds"] > 0
+    assert cell["transform"]["predictions_agree"]
+    assert cell["leftover_cached_rdds"] == []
+    assert {t["id"] for t in record["targets"]} >= {"centers_agree", "transform"}
+
+
+@pytest.mark.slow
+def test_smoke_centers_agree(smoke_run):
+    _, results, _ = smoke_run
+    check = json.loads(results[0].read_text())["cells"][0]["centers_check"]
+    assert check["passed"] is True
+    assert check["max_rel_diff"] <= 1e-9
+    assert set(check["ours_vs"]) == {"mllib", "sklearn", "per_row"}
+    assert not any(it["converged_before_m2"] for it in check["iterations"].values())
+
+
+@pytest.mark.slow
+def test_smoke_writes_page_and_plot(smoke_run):
+    _, results, out = smoke_run
+    page = (out / "docs" / "benchmarks.md").read_text()
+    assert "Smoke run" in page and "## Targets" in page and results[0].name in page
+    png = out / "docs" / "images" / "benchmarks.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_report_only_regenerates_the_page(smoke_run, tmp_path):
+    _, results, out = smoke_run
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--report-only",
+         str(results[0]), "--docs-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / "benchmarks.md").read_text() == (out / "docs" / "benchmarks.md").read_text()
+    assert (tmp_path / "images" / "benchmarks.png").exists()
