@@ -15,7 +15,6 @@ deletes files whose JVM has died (executor lost mid-fit).
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import mmap
 import os
@@ -112,39 +111,39 @@ def open_block(h: Handle) -> tuple[np.ndarray, np.ndarray | None] | None:
     return x, w
 
 
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _our_files(pattern: str) -> list[str]:
+    """Files of this module matching ``PREFIX + pattern`` in every place blocks may live."""
+    dirs = {storage_dir(), tempfile.gettempdir()}
+    return [p for d in dirs for p in glob.glob(os.path.join(d, PREFIX + pattern))]
+
+
 def delete(h: Handle) -> None:
     for path in (h.x_path, h.w_path):
         if path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            _unlink(path)
 
 
 def delete_fit(fit_id: str) -> int:
     """Delete every file of one fit on this host; returns how many were deleted."""
-    removed = 0
-    for directory in {storage_dir(), tempfile.gettempdir()}:
-        for path in glob.glob(os.path.join(directory, f"{PREFIX}{fit_id}-*")):
-            try:
-                os.unlink(path)
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
+    return sum(_unlink(p) for p in _our_files(f"{fit_id}-*"))
 
 
 def sweep_orphans() -> int:
     """Delete files left by fits whose executor JVM is gone (killed mid-fit)."""
     removed = 0
-    for directory in {storage_dir(), tempfile.gettempdir()}:
-        for path in glob.glob(os.path.join(directory, f"{PREFIX}*-*-p*")):
-            try:
-                pid = int(os.path.basename(path)[len(PREFIX):].split("-")[1])
-            except (ValueError, IndexError):
-                continue
-            if not _alive(pid):
-                try:
-                    os.unlink(path)
-                    removed += 1
-                except FileNotFoundError:
-                    pass
+    for path in _our_files("*-*-p*"):
+        try:
+            pid = int(os.path.basename(path)[len(PREFIX):].split("-")[1])
+        except (ValueError, IndexError):
+            continue
+        if not _alive(pid):
+            removed += _unlink(path)
     return removed
