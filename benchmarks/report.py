@@ -511,6 +511,11 @@ not fit a 12g driver heap on a 24 GiB machine. The code is in `benchmarks/` (`gr
 """
 
 
+#: Hand-written reading of the latest real run (why a target misses, what would close it);
+#: embedded in the page of real runs, so it survives regeneration.
+ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
+
+
 def render_markdown(record: dict[str, Any], json_path: Path | None = None,
                     image: str = "images/benchmarks.png") -> str:
     """The whole page as Markdown."""
@@ -547,6 +552,8 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
         for t in targets
     ])
     lines += ["", f"![per-iteration seconds per cell]({image})", ""]
+    if not record.get("smoke") and ANALYSIS.exists():
+        lines += [ANALYSIS.read_text().rstrip(), ""]
     lines += _per_iteration_section(record, present)
     lines += _time_split_section(record)
     lines += _correctness_section(record, present)
