@@ -1,14 +1,17 @@
 """Spark plumbing for Lloyd's algorithm: all RDD, broadcast and Arrow code lives here.
 
 Driver side:
-    :func:`fit` validates the input schema, builds the cached RDD of numpy blocks in one pass
-    (which also validates every row and draws the seeding sample), initialises the centers,
-    runs the iterations and a final pass for the cost and sizes, and releases everything it
-    cached or broadcast, on success or failure.
+    :func:`fit` validates the input schema, writes every partition's numpy block once to its
+    host's shared memory in one pass (which also validates every row and draws the seeding
+    sample) and caches only small handles (:class:`_Blocks`), initialises the centers, runs
+    the iterations (a pass that misses a block recomputes it from the source lineage), takes
+    a final pass for the cost and sizes, and releases everything it cached, broadcast or
+    wrote, on success or failure. See docs/design.md.
 
 Executor side:
-    module-level functions (``_prep_partition``, ``_stats_partition`` ...) that receive plain
-    arrays and call :mod:`sparkml_lloyd._kernel`. No closure captures an estimator or model.
+    module-level functions (``_prep_partition``, the ``*_pass`` functions, ``_task_on_*``)
+    that receive plain arrays and call :mod:`sparkml_lloyd._kernel`. No closure captures an
+    estimator or model.
 """
 
 from __future__ import annotations
