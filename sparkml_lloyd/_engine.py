@@ -234,7 +234,8 @@ def _prep_partition(
     """
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
-    partition = TaskContext.get().partitionId() if TaskContext.get() else 0
+    ctx = TaskContext.get()
+    partition = ctx.partitionId() if ctx else 0
     if fit_id is not None:
         blockstore.sweep_orphans()
 
@@ -245,9 +246,9 @@ def _prep_partition(
         w = None
         if has_weight:
             wcol = table.column("w").combine_chunks()
-            wnull = wcol.is_null().to_numpy(zero_copy_only=False)
+            wnull = _np(wcol.is_null())
             diag.w_null = int((wnull & ~nulls).sum())
-            w = np.asarray(wcol.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+            w = np.asarray(_np(wcol.fill_null(0.0)), dtype=np.float64)
             w = w[~nulls]
         if len(lengths) <= 1 and x.shape[0]:
             finite = np.isfinite(x).all(axis=1)
@@ -262,7 +263,8 @@ def _prep_partition(
             else:
                 diag.w_sum = float(x.shape[0])
             diag.rows = x.shape[0]
-            if diag.nonfinite == 0 and diag.zero_norm == 0:
+            if fit_id is not None and diag.nonfinite == 0 and diag.zero_norm == 0:
+                # The seeding sample is needed once, not on the lineage (miss) path.
                 eligible = x if w is None else x[w > 0]
                 sx, sk = _lowest_keys(eligible, _row_keys(eligible, seed, _STREAM_SAMPLE),
                                       sample_size)
