@@ -4,12 +4,14 @@ Driver side:
     :func:`fit` validates the input schema, writes every partition's numpy block once to its
     host's shared memory in one pass (which also validates every row and draws the seeding
     sample) and caches only small handles (:class:`_Blocks`), initialises the centers, runs
-    the iterations (a pass that misses a block recomputes it from the source lineage), takes
-    a final pass for the cost and sizes, and releases everything it cached, broadcast or
-    wrote, on success or failure. See docs/design.md.
+    the iterations in the executor loop (:class:`_Passes`: one long job whose tasks answer
+    every pass over a socket; else one job per pass, where a pass that misses a block
+    recomputes it from the source lineage), takes a final pass for the cost and sizes, and
+    releases everything it cached, broadcast or wrote, on success or failure. See
+    docs/design.md.
 
 Executor side:
-    module-level functions (``_prep_partition``, the ``*_pass`` functions, ``_task_on_*``)
+    module-level functions (``_prep_partition``, the ``*_pass`` functions, ``_task_*``)
     that receive plain arrays and call :mod:`sparkml_lloyd._kernel`. No closure captures an
     estimator or model.
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +39,7 @@ from pyspark.sql import types as T
 
 from sparkml_lloyd import _blockstore as blockstore
 from sparkml_lloyd import _kernel as K
+from sparkml_lloyd import _loop
 
 logger = logging.getLogger("sparkml_lloyd")
 
@@ -383,6 +388,26 @@ def _task_on_data(
         yield index, fn(list(items), centers_bc.value, **kwargs)
 
 
+def _task_loop(
+    index: int, items: Iterable[tuple], fn: Callable[..., Any], kwargs: dict[str, Any],
+    address: tuple[str, int], token: str,
+) -> Iterator[int]:
+    """The executor loop's task: map the blocks once, then answer passes (see _loop)."""
+    blocks = []
+    for handle, _ in items:
+        block = blockstore.open_block(handle) if handle is not None else None
+        if block is None:
+            blocks = None
+            break
+        blocks.append(block)
+
+    def compute(centers: np.ndarray) -> Any:
+        with _blas_threads():
+            return fn(blocks, centers, **kwargs)
+
+    yield _loop.serve(address, token, index, compute if blocks is not None else None)
+
+
 def _delete_partition_files(items: Iterable[tuple], fit_id: str) -> None:
     for handle, _ in items:
         if handle is not None:
@@ -400,7 +425,8 @@ class _Blocks:
     block from the source. Everything is released by :meth:`release`."""
 
     def __init__(self, source: DataFrame, **prep: Any) -> None:
-        self.sc = source.sparkSession.sparkContext
+        self.spark = source.sparkSession
+        self.sc = self.spark.sparkContext
         self.fit_id = uuid.uuid4().hex
         self.handles = source.mapInArrow(
             partial(_prep_partition, fit_id=self.fit_id, **prep), "blob binary"
@@ -448,6 +474,127 @@ class _Blocks:
         finally:
             blockstore.delete_fit(self.fit_id)  # the driver's host (all of it in local mode)
             self.handles.unpersist()
+
+
+#: Spark conf keys of the executor loop (see docs/user-guide.md).
+CONF_LOOP = "spark.sparkml_lloyd.executorLoop.enabled"
+CONF_LOOP_TIMEOUT = "spark.sparkml_lloyd.executorLoop.connectTimeout"
+
+
+class _Passes:
+    """Repeated passes of one function over the blocks with changing centers.
+
+    Runs them in the executor loop (one long Spark job whose tasks answer every pass over a
+    socket, see :mod:`sparkml_lloyd._loop`) when it can, else as one Spark job per pass
+    (:meth:`_Blocks.run`). Any trouble with the loop moves to jobs for the rest of the fit;
+    both give the same bits. :meth:`close` ends the loop's job.
+    """
+
+    #: Seconds a loop task may wait for a task slot before the fit gives up the loop (another
+    #: job holds the cores, e.g. a parallel fit of a CrossValidator).
+    STALL_SECONDS = 2.0
+
+    def __init__(self, data: _Blocks, fn: Callable[..., Any], **kwargs: Any) -> None:
+        self.data, self.fn, self.kwargs = data, fn, kwargs
+        self.coordinator: _loop.Coordinator | None = None
+        self.thread: threading.Thread | None = None
+        self.tag = f"sparkml_lloyd-loop-{uuid.uuid4().hex}"
+        self.loop_steps = 0
+        self._pending_since: float | None = None
+        conf = data.spark.conf
+        if conf.get(CONF_LOOP, "true").strip().lower() == "true":
+            self._start(float(conf.get(CONF_LOOP_TIMEOUT, "10")))
+
+    def _start(self, connect_timeout: float) -> None:
+        from pyspark import InheritableThread
+
+        sc = self.data.sc
+        host = sc.getConf().get("spark.driver.host", "127.0.0.1")
+        bind = sc.getConf().get("spark.driver.bindAddress", host)
+        coordinator = _loop.Coordinator(
+            self.data.handles.getNumPartitions(), bind, host, connect_timeout)
+        task = partial(_task_loop, fn=self.fn, kwargs=self.kwargs,
+                       address=coordinator.address, token=coordinator.token)
+        rdd = self.data.handles.mapPartitionsWithIndex(task)
+
+        def job() -> None:
+            sc.addJobTag(self.tag)
+            try:
+                rdd.collect()
+            except Exception as exc:  # the socket side notices; the per-pass jobs redo it
+                logger.debug("executor loop job ended with %s", exc)
+            finally:
+                sc.removeJobTag(self.tag)
+
+        self.coordinator = coordinator
+        self.thread = InheritableThread(job, daemon=True)
+        self.thread.start()
+        try:
+            coordinator.wait_for_tasks(problem=self._startup_problem)
+        except _loop.LoopBroken as exc:
+            self._fall_back(exc)
+
+    def _job_problem(self) -> str | None:
+        if self.thread is None or not self.thread.is_alive():
+            return "the loop's Spark job ended"
+        return None
+
+    def _startup_problem(self) -> str | None:
+        """The job ended, or some of its tasks have waited too long for a task slot."""
+        problem = self._job_problem()
+        if problem:
+            return problem
+        now = time.monotonic()
+        if self._pending_since is not None and now - self._pending_since > self.STALL_SECONDS:
+            return (f"some of its tasks found no free task slot for {self.STALL_SECONDS:g} s "
+                    "(other jobs hold the cores)")
+        if self._pending_tasks() > 0:
+            self._pending_since = self._pending_since or now
+        else:
+            self._pending_since = None
+        return None
+
+    def _pending_tasks(self) -> int:
+        """Tasks of the loop's job not yet started (waiting for a slot)."""
+        sc = self.data.sc
+        tracker = sc.statusTracker()
+        pending = 0
+        for job_id in sc._jsc.sc().statusTracker().getJobIdsForTag(self.tag):
+            job = tracker.getJobInfo(job_id)
+            for stage_id in job.stageIds if job else ():
+                stage = tracker.getStageInfo(stage_id)
+                if stage:
+                    pending += (stage.numTasks - stage.numActiveTasks
+                                - stage.numCompletedTasks)
+        return pending
+
+    def run(self, centers: np.ndarray) -> list[Any]:
+        """One pass at ``centers``: every partition's result, in partition order."""
+        if self.coordinator is not None:
+            try:
+                out = self.coordinator.step(
+                    np.ascontiguousarray(centers, dtype=np.float64), problem=self._job_problem)
+                self.loop_steps += 1
+                return out
+            except _loop.LoopBroken as exc:
+                self._fall_back(exc)
+        return self.data.run(self.fn, centers, **self.kwargs)
+
+    def _fall_back(self, exc: Exception) -> None:
+        logger.warning("executor loop stopped (%s); going on with one Spark job per pass", exc)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the loop's tasks and wait for its job to end (idempotent)."""
+        coordinator, self.coordinator = self.coordinator, None
+        thread, self.thread = self.thread, None
+        if coordinator is None or thread is None:
+            return
+        coordinator.close()  # connected tasks return at once
+        thread.join(timeout=2.0)
+        if thread.is_alive():  # a task that never connected is still waiting for a slot
+            self.data.sc.cancelJobsWithTag(self.tag)
+            thread.join(timeout=30.0)
 
 
 def _merge_diagnostics(diags: list[_Diag]) -> _Diag:
@@ -605,13 +752,15 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
         source = source.coalesce(sc.defaultParallelism)
     data = _Blocks(source, has_weight=bool(cfg.weight_col), cosine=cosine, seed=cfg.seed,
                    sample_size=cfg.k)
+    passes: _Passes | None = None
     try:
         diag = _merge_diagnostics(data.diagnostics())
         _raise_for_data(diag, cfg)
         d = next(iter(diag.lengths))
         centers = _initial_centers(data, diag, cfg, d)
 
-        stats = K.merge_stats(data.run(_stats_pass, centers, distance=cfg.distance), cfg.k, d)
+        passes = _Passes(data, _stats_pass, distance=cfg.distance)
+        stats = K.merge_stats(passes.run(centers), cfg.k, d)
         cost_history = [stats.cost]
         it = 0
         while it < cfg.max_iter:
@@ -625,9 +774,7 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
             centers = new
             # This pass measures the new centers (cost and sizes agree with transform) and
             # gives the sums for the next update.
-            stats = K.merge_stats(
-                data.run(_stats_pass, centers, distance=cfg.distance), cfg.k, d
-            )
+            stats = K.merge_stats(passes.run(centers), cfg.k, d)
             cost_history.append(stats.cost)
             if np.all(moves <= cfg.tol):
                 break
@@ -637,6 +784,8 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
                          cluster_sizes=stats.counts.tolist(), num_features=d,
                          num_rows=diag.rows)
     finally:
+        if passes is not None:
+            passes.close()
         data.release()
 
 

@@ -1,0 +1,114 @@
+"""The executor loop on a real local SparkSession: the same bits as one Spark job per pass, a
+constant number of jobs however many iterations run, a clean fallback, nothing left behind.
+(The socket protocol alone: tests/test_loop.py; a worker killed mid-loop: tests/test_cluster.py.)"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from pyspark.sql import SparkSession
+from sklearn.datasets import make_blobs
+
+from sparkml_lloyd import LloydKMeans
+from sparkml_lloyd._engine import CONF_LOOP, CONF_LOOP_TIMEOUT
+from tests.helpers import make_df
+from tests.test_cluster import STAIRCASE_PARAMS, frame
+
+
+@contextmanager
+def conf(spark: SparkSession, **values: str) -> Iterator[None]:
+    """Set runtime conf keys (by their sparkml_lloyd names) for the block, then unset them."""
+    keys = {"loop": CONF_LOOP, "timeout": CONF_LOOP_TIMEOUT}
+    for name, value in values.items():
+        spark.conf.set(keys[name], value)
+    try:
+        yield
+    finally:
+        for name in values:
+            spark.conf.unset(keys[name])
+
+
+@contextmanager
+def counting_jobs(spark: SparkSession) -> Iterator[list[int]]:
+    """The ids of the Spark jobs started inside the block (the loop's own job included: it
+    inherits the caller's job group)."""
+    sc = spark.sparkContext
+    group = f"count-{uuid.uuid4().hex}"
+    sc.setJobGroup(group, "counting jobs")
+    ids: list[int] = []
+    try:
+        yield ids
+    finally:
+        ids.extend(sc.statusTracker().getJobIdsForGroup(group))
+        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        sc.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
+
+
+def outcome(model: Any) -> tuple[Any, ...]:
+    s = model.summary
+    return (np.array(model.clusterCenters()).tobytes(), s.numIter, tuple(s.costHistory),
+            tuple(s.clusterSizes))
+
+
+@pytest.fixture(scope="module")
+def blobs_df(spark):
+    X, _ = make_blobs(n_samples=3000, centers=5, n_features=4, random_state=11)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    return make_df(spark, X, weights=w, partitions=2).cache()
+
+
+@pytest.mark.parametrize("params", [
+    {"k": 5, "seed": 3, "maxIter": 25, "tol": 0.0},
+    {"k": 5, "seed": 3, "maxIter": 25, "weightCol": "weight"},
+    {"k": 4, "seed": 1, "maxIter": 15, "distanceMeasure": "cosine", "initMode": "random"},
+])
+def test_the_loop_gives_the_same_bits_as_one_job_per_pass(spark, blobs_df, params):
+    with conf(spark, loop="true"):
+        looped = outcome(LloydKMeans(**params).fit(blobs_df))
+    with conf(spark, loop="false"):
+        per_job = outcome(LloydKMeans(**params).fit(blobs_df))
+    assert looped == per_job
+    assert looped[1] > 1  # it iterated
+
+
+def test_with_the_loop_the_number_of_jobs_does_not_grow_with_the_iterations(spark):
+    """The staircase runs exactly maxIter iterations (one point moves per iteration)."""
+    df = frame(spark, "staircase")
+    jobs: dict[tuple[str, int], int] = {}
+    for loop in ("true", "false"):
+        for max_iter in (5, 40):
+            params = {**STAIRCASE_PARAMS, "maxIter": max_iter}
+            with conf(spark, loop=loop), counting_jobs(spark) as ids:
+                model = LloydKMeans(**params).fit(df)
+            assert model.summary.numIter == max_iter
+            jobs[(loop, max_iter)] = len(ids)
+    assert jobs[("true", 40)] == jobs[("true", 5)], jobs
+    assert jobs[("false", 40)] - jobs[("false", 5)] == 35, jobs  # one job per iteration
+
+
+def test_when_the_tasks_cannot_all_connect_the_fit_falls_back_and_says_so(
+    spark, blobs_df, caplog
+):
+    params = {"k": 5, "seed": 3, "maxIter": 10, "tol": 0.0}
+    with conf(spark, loop="false"):
+        expected = outcome(LloydKMeans(**params).fit(blobs_df))
+    with caplog.at_level(logging.WARNING, logger="sparkml_lloyd"), \
+            conf(spark, loop="true", timeout="0"):
+        got = outcome(LloydKMeans(**params).fit(blobs_df))
+    assert got == expected
+    assert any("executor loop stopped" in r.getMessage()
+               and "one Spark job per pass" in r.getMessage() for r in caplog.records)
+
+
+def test_nothing_of_the_loop_outlives_the_fit(spark, blobs_df):
+    before = set(threading.enumerate())
+    LloydKMeans(k=5, seed=3, maxIter=10).fit(blobs_df)
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+    assert set(threading.enumerate()) <= before
