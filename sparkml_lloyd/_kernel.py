@@ -28,9 +28,12 @@ COSINE = "cosine"
 
 #: Rows per chunk for the ``n x k`` score matrix: bounds memory at ``CHUNK_ROWS * k`` doubles.
 CHUNK_ROWS = 16384
-#: Up to this many clusters the partial sums are a dense one-hot matrix product (BLAS);
-#: above it one weighted ``bincount`` per feature is faster.
+#: Up to this many clusters (and fewer clusters than features) the partial sums are a dense
+#: one-hot matrix product (BLAS); otherwise one weighted ``bincount`` per feature is faster.
 ONE_HOT_MAX_K = 32
+#: Up to this many clusters the nearest center is a running minimum over the centers' rows
+#: of scores; above it ``argmin``.
+RUNNING_MIN_MAX_K = 128
 
 
 class BlockStats(NamedTuple):
@@ -67,20 +70,32 @@ def nearest(
 
     The distance is the squared Euclidean distance, or ``1 - cos`` for ``distance="cosine"``
     (then ``x`` and ``centers`` must already be unit rows). Ties go to the lowest index, as in
-    Spark and scikit-learn. Works in chunks of :data:`CHUNK_ROWS` rows.
+    Spark and scikit-learn. Works in chunks of :data:`CHUNK_ROWS` rows; the scores of a chunk
+    are a ``k x rows`` matrix, so each center's scores are contiguous and the minimum is a
+    running elementwise minimum over the centers (faster than ``argmin`` along short rows).
     """
     n = x.shape[0]
+    k = centers.shape[0]
     if centers_sq is None:
         centers_sq = row_norms_sq(centers)
     labels = np.empty(n, dtype=np.int32)
     dist = np.empty(n, dtype=np.float64)
-    minus_2c = -2.0 * centers.T  # scaling by a power of two is exact: same bits as -2 (x.c)
+    minus_2c = -2.0 * centers  # scaling by a power of two is exact: same bits as -2 (x.c)
+    csq = centers_sq[:, None]
     for start in range(0, n, CHUNK_ROWS):
         xc = x[start : start + CHUNK_ROWS]
-        score = xc @ minus_2c
-        score += centers_sq
-        lab = np.argmin(score, axis=1)
-        best = np.take_along_axis(score, lab[:, None], axis=1)[:, 0]
+        score = minus_2c @ xc.T  # (k, rows)
+        score += csq
+        if k <= RUNNING_MIN_MAX_K:
+            best = score[0].copy()
+            lab = np.zeros(len(xc), dtype=np.int32)
+            for j in range(1, k):
+                closer = score[j] < best  # strict: a tie keeps the lower index
+                np.minimum(best, score[j], out=best)
+                lab[closer] = j
+        else:
+            lab = np.argmin(score, axis=0).astype(np.int32)
+            best = score[lab, np.arange(len(xc))]
         if distance == COSINE:
             # best = |c|^2 - 2 x.c with |c| = 1, so x.c = (|c|^2 - best) / 2.
             d = 1.0 - (centers_sq[lab] - best) * 0.5
@@ -95,22 +110,31 @@ def nearest(
 def weighted_sums(
     x: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cluster weighted sum of rows and total weight, in one vectorised pass."""
+    """Per-cluster weighted sum of rows and total weight, in one vectorised pass.
+
+    Two ways, chosen by shape: a one-hot ``k x rows`` matrix times the chunk (BLAS; best when
+    there are more features than clusters and few clusters), or one ``bincount`` per feature
+    over a contiguous copy of the chunk's column.
+    """
     n, d = x.shape
-    w = np.ones(n) if weights is None else weights
-    wsum = np.bincount(labels, weights=w, minlength=k)
-    if k <= ONE_HOT_MAX_K:
-        sums = np.zeros((k, d))
-        for start in range(0, n, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, n)
+    wsum = (np.bincount(labels, minlength=k).astype(np.float64) if weights is None
+            else np.bincount(labels, weights=weights, minlength=k))
+    sums = np.zeros((k, d))
+    one_hot = k <= ONE_HOT_MAX_K and d > k
+    for start in range(0, n, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, n)
+        lab = labels[start:stop]
+        w = None if weights is None else weights[start:stop]
+        if one_hot:
             onehot = np.zeros((stop - start, k))
-            onehot[np.arange(stop - start), labels[start:stop]] = w[start:stop]
+            onehot[np.arange(stop - start), lab] = 1.0 if w is None else w
             sums += onehot.T @ x[start:stop]
-    else:
-        sums = np.empty((k, d))
-        for j in range(d):
-            col = x[:, j] if weights is None else x[:, j] * w
-            sums[:, j] = np.bincount(labels, weights=col, minlength=k)
+        else:
+            cols = np.ascontiguousarray(x[start:stop].T)
+            if w is not None:
+                cols *= w
+            for j in range(d):
+                sums[:, j] += np.bincount(lab, weights=cols[j], minlength=k)
     return sums, wsum
 
 

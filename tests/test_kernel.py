@@ -24,25 +24,46 @@ def test_hand_computed_iteration():
     np.testing.assert_allclose(moves, [0.0, 5.0])
 
 
-def test_nearest_matches_brute_force_across_chunks(monkeypatch):
+# k below and above RUNNING_MIN_MAX_K (running minimum / argmin), d below and above k.
+@pytest.mark.parametrize("k,d", [(1, 3), (9, 7), (3, 2), (K.RUNNING_MIN_MAX_K + 3, 5)])
+def test_nearest_matches_brute_force_across_chunks(monkeypatch, k, d):
     monkeypatch.setattr(K, "CHUNK_ROWS", 37)
     rng = np.random.default_rng(1)
-    x, c = rng.normal(size=(500, 7)), rng.normal(size=(9, 7))
+    x, c = rng.normal(size=(500, d)), rng.normal(size=(k, d))
     labels, dist = K.nearest(x, c)
     ref_labels, ref_dist = brute_force(x, c)
     np.testing.assert_array_equal(labels, ref_labels)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("k", [3, K.ONE_HOT_MAX_K + 5])
-def test_weighted_sums_both_paths_equal_reference(k):
+@pytest.mark.parametrize("k", [2, 5, K.RUNNING_MIN_MAX_K + 3])
+def test_ties_go_to_the_lowest_index(k):
+    """Duplicate centers: every point is equally near copies 0 and 1 (and 2, ...)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 3))
+    c = np.repeat(rng.normal(size=(1, 3)), k, axis=0)
+    labels, _ = K.nearest(x, c)
+    assert (labels == 0).all()
+    c[1:] += 100.0  # now 0 is strictly nearest, then equal copies far away
+    c[k - 1] = c[0]  # the last equals the first: the tie still goes to 0
+    assert (K.nearest(x, c)[0] == 0).all()
+
+
+# one-hot product (k <= ONE_HOT_MAX_K and d > k) and per-feature bincount (the others)
+@pytest.mark.parametrize("k,d", [(3, 4), (3, 2), (8, 8), (K.ONE_HOT_MAX_K + 5, 4),
+                                 (K.ONE_HOT_MAX_K + 5, 40)])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_weighted_sums_every_path_equals_reference(monkeypatch, k, d, weighted):
+    monkeypatch.setattr(K, "CHUNK_ROWS", 97)
     rng = np.random.default_rng(2)
-    x, w = rng.normal(size=(1000, 4)), rng.uniform(0, 3, size=1000)
+    x = rng.normal(size=(1000, d))
+    w = rng.uniform(0, 3, size=1000) if weighted else None
+    ww = w if weighted else np.ones(1000)
     labels = rng.integers(0, k, size=1000).astype(np.int32)
     sums, wsum = K.weighted_sums(x, labels, w, k)
-    ref = np.array([(x[labels == j] * w[labels == j, None]).sum(0) for j in range(k)])
+    ref = np.array([(x[labels == j] * ww[labels == j, None]).sum(0) for j in range(k)])
     np.testing.assert_allclose(sums, ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(wsum, [w[labels == j].sum() for j in range(k)])
+    np.testing.assert_allclose(wsum, [ww[labels == j].sum() for j in range(k)])
 
 
 def test_empty_cluster_keeps_its_center():
