@@ -855,6 +855,29 @@ def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray,
     return arrow_udf(predict, T.IntegerType())(features)
 
 
+def mllib_kmeans_model(
+    sc: Any, centers: np.ndarray, distance: str, training_cost: float = 0.0, num_iter: int = 0
+) -> Any:
+    """Spark's ``org.apache.spark.mllib.clustering.KMeansModel`` (a py4j JavaObject) with
+    exactly these centers, in a fixed number of py4j calls whatever ``k x d``.
+
+    The centers cross as one pickled list of mllib DenseVectors (their raw float64 bytes),
+    which Spark's own SerDe turns into a ``java.util.ArrayList`` of Vectors; the one-argument
+    constructor takes that list, and its ``clusterCenters()`` is the ``Vector[]`` the full
+    constructor (with the distance measure) needs.
+    """
+    from pyspark.mllib.linalg import DenseVector as MLlibDenseVector
+    from pyspark.serializers import CPickleSerializer
+
+    jvm = sc._jvm
+    rows = [MLlibDenseVector(c) for c in np.asarray(centers, dtype=np.float64)]
+    jlist = jvm.org.apache.spark.mllib.api.python.SerDe.loads(
+        bytearray(CPickleSerializer().dumps(rows))
+    )
+    mllib = jvm.org.apache.spark.mllib.clustering.KMeansModel
+    return mllib(mllib(jlist).clusterCenters(), distance, float(training_cost), int(num_iter))
+
+
 def spark_kmeans_model(
     centers: np.ndarray, distance: str, training_cost: float, num_iter: int, uid: str
 ) -> Any:
@@ -863,17 +886,8 @@ def spark_kmeans_model(
     from pyspark.sql import SparkSession
 
     sc = SparkSession.active().sparkContext
-    jvm, gateway = sc._jvm, sc._gateway
-    jcenters = gateway.new_array(jvm.org.apache.spark.mllib.linalg.Vector, len(centers))
-    for i, c in enumerate(centers):
-        values = gateway.new_array(jvm.double, len(c))
-        for j, v in enumerate(c):
-            values[j] = float(v)
-        jcenters[i] = jvm.org.apache.spark.mllib.linalg.Vectors.dense(values)
-    mllib_model = jvm.org.apache.spark.mllib.clustering.KMeansModel(
-        jcenters, distance, float(training_cost), int(num_iter)
-    )
-    model = KMeansModel(jvm.org.apache.spark.ml.clustering.KMeansModel(uid, mllib_model))
+    mllib_model = mllib_kmeans_model(sc, centers, distance, training_cost, num_iter)
+    model = KMeansModel(sc._jvm.org.apache.spark.ml.clustering.KMeansModel(uid, mllib_model))
     model._resetUid(uid)
     model._transfer_params_from_java()
     return model
