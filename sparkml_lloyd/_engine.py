@@ -739,6 +739,16 @@ def _log_iteration(it: int, stats: K.BlockStats, moves: np.ndarray, centers: np.
     )
 
 
+def _task_slots(sc: Any) -> int:
+    """Tasks that can run at once: the default parallelism (total cores) over
+    ``spark.task.cpus``. The executor loop needs one slot per partition."""
+    try:
+        task_cpus = max(1, int(sc.getConf().get("spark.task.cpus", "1")))
+    except ValueError:
+        task_cpus = 1
+    return max(1, sc.defaultParallelism // task_cpus)
+
+
 def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
     """Lloyd's k-means over ``df``; see the module docstring."""
     cosine = cfg.distance == K.COSINE
@@ -748,8 +758,9 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
         cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
     source = df.select(*cols)
     sc = df.sparkSession.sparkContext
-    if source.rdd.getNumPartitions() > sc.defaultParallelism:
-        source = source.coalesce(sc.defaultParallelism)
+    slots = _task_slots(sc)
+    if source.rdd.getNumPartitions() > slots:
+        source = source.coalesce(slots)
     data = _Blocks(source, has_weight=bool(cfg.weight_col), cosine=cosine, seed=cfg.seed,
                    sample_size=cfg.k)
     passes: _Passes | None = None

@@ -112,3 +112,20 @@ def test_nothing_of_the_loop_outlives_the_fit(spark, blobs_df):
     LloydKMeans(k=5, seed=3, maxIter=10).fit(blobs_df)
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
     assert set(threading.enumerate()) <= before
+
+
+def test_partitions_are_capped_at_the_task_slots():
+    """Cores over spark.task.cpus: with more partitions than slots the loop's tasks could not
+    all run at once."""
+    from types import SimpleNamespace
+
+    from sparkml_lloyd._engine import _task_slots
+
+    def sc(parallelism: int, task_cpus: str | None) -> Any:
+        conf = {} if task_cpus is None else {"spark.task.cpus": task_cpus}
+        return SimpleNamespace(defaultParallelism=parallelism,
+                               getConf=lambda: SimpleNamespace(get=conf.get))
+
+    assert _task_slots(sc(8, None)) == 8
+    assert _task_slots(sc(8, "2")) == 4
+    assert _task_slots(sc(2, "4")) == 1
