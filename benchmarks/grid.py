@@ -109,6 +109,21 @@ GRIDS: dict[str, GridSpec] = {
 }
 
 
+#: Where an iteration is cheap, start-up noise (about +-0.5 s per fit here) would swamp
+#: T(m2) - T(m1) over a few iterations; those cells run more: (n*d*k up to, m2 - m1 at least).
+LONGER_RUNS: tuple[tuple[float, int], ...] = ((1e7, 40), (1e9, 10))
+
+
+def iterations_for(cell: Cell, m1: int, m2: int, longer: bool) -> tuple[int, int]:
+    """The (m1, m2) pair of a cell: ``m2`` raised per :data:`LONGER_RUNS` when ``longer``."""
+    if longer:
+        ndk = cell.n * cell.d * cell.k
+        for limit, gap in LONGER_RUNS:
+            if ndk <= limit:
+                return m1, max(m2, m1 + gap)
+    return m1, m2
+
+
 @dataclass
 class Settings:
     """Everything that shapes one run (stored verbatim in the result JSON)."""
@@ -128,6 +143,8 @@ class Settings:
     competitors: list[str]
     smoke: bool
     max_nd: int = MAX_ND
+    #: raise m2 in cheap cells (see LONGER_RUNS); off for smoke runs and an explicit --m2
+    longer_runs: bool = False
     spark_conf: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.grid import COMPETITORS, LABELS, format_count
+from benchmarks.grid import COMPETITORS, LABELS, LONGER_RUNS, format_count
 from benchmarks.record import REPO_ROOT
 
 #: Timing targets are judged only on cells this large: smaller cells measure Spark's fixed
@@ -215,18 +215,21 @@ def _per_iteration_section(record: dict[str, Any], present: list[str]) -> list[s
     lines = [
         "## Per-iteration time",
         "",
-        f"Seconds per Lloyd iteration, `(T(maxIter={s['m2']}) - T(maxIter={s['m1']})) / "
-        f"{s['m2'] - s['m1']}` (per-row walkthrough: `maxIter` {s['per_row_m1']} vs "
-        f"{s['per_row_m2']}), median of {s['repeats']} interleaved round(s); start-up and "
-        "initialisation cancel. *Best built-in* is the fastest of mllib / ml row / ml block.",
+        "Seconds per Lloyd iteration, `(T(maxIter=m2) - T(maxIter=m1)) / (m2 - m1)` with "
+        "the cell's *m1 -> m2* (per-row walkthrough: `maxIter` "
+        f"{s['per_row_m1']} vs {s['per_row_m2']}), median of {s['repeats']} interleaved "
+        "round(s); start-up and initialisation cancel. *Best built-in* is the fastest of "
+        "mllib / ml row / ml block.",
         "",
     ]
-    header = ["cell (n, d, k)"] + [LABELS[c] for c in present] + [
+    header = ["cell (n, d, k)", "m1 -> m2"] + [LABELS[c] for c in present] + [
         "ours / best built-in", "ours / sklearn", "per-row / ours"]
     rows = []
     for c in _cells(record):
         comps = c.get("competitors", {})
-        row = [_cell_name(c)]
+        spark_like = [r for n, r in comps.items() if n != "per_row"]
+        row = [_cell_name(c),
+               f"{spark_like[0]['m1']} -> {spark_like[0]['m2']}" if spark_like else "-"]
         for name in present:
             row.append(_fmt_s(comps[name]["per_iter"]) if name in comps else "-")
         best = c.get("best_builtin")
@@ -277,17 +280,16 @@ def _time_split_section(record: dict[str, Any]) -> list[str]:
                      _fmt_s(ours.get("per_iter"))])
     if not rows:
         return []
-    s = record["settings"]
     return [
         "### Where our fit spends its time",
         "",
-        f"From the times of the engine's own log records during the `maxIter={s['m2']}` fits "
+        "From the times of the engine's own log records during the `maxIter=m2` fits "
         "(medians): *set-up* until the first iteration's record (the pass that prepares the "
         "blocks, initialisation, the first assignment pass), *per iteration* between "
         "iteration records, *tail* after the last record until `fit` returns (release, "
         "model and summary).",
         "",
-        *_table(["cell", f"T({s['m2']}) s", "set-up s", "per iteration s (log)", "tail s",
+        *_table(["cell", "T(m2) s", "set-up s", "per iteration s (log)", "tail s",
                  "per iteration s (difference)"], rows),
         "",
     ]
@@ -475,8 +477,12 @@ def _environment_section(record: dict[str, Any], json_path: Path | None) -> list
         f"scikit-learn {v.get('scikit-learn')}",
         "- Spark: " + ", ".join(f"`{k}={conf[k]}`" for k in keep if k in conf)
         + f"; {s['partitions']} input partitions for every competitor",
-        f"- grid `{s['grid']}`, {s['repeats']} round(s), m1={s['m1']}, m2={s['m2']}, "
-        f"seed {s['seed']}, warm-up {'on' if s['warmup'] else 'off'}",
+        f"- grid `{s['grid']}`, {s['repeats']} round(s), m1={s['m1']}, m2={s['m2']}"
+        + (" (raised to m1 + "
+           + ", m1 + ".join(f"{gap} where n*d*k <= {limit:.0e}" for limit, gap in LONGER_RUNS)
+           + ": cheap iterations need more of them to rise above start-up noise)"
+           if s.get("longer_runs") else "")
+        + f", seed {s['seed']}, warm-up {'on' if s['warmup'] else 'off'}",
         "",
     ]
 

@@ -144,6 +144,7 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
         driver_memory=driver_memory, seed=args.seed,
         competitors=[c for c in G.COMPETITORS if c in names], smoke=spec.smoke,
         max_nd=int(args.max_nd),
+        longer_runs=not spec.smoke and args.m2 is None,
     )
     settings.spark_conf = {
         "spark.driver.memory": driver_memory,
@@ -168,10 +169,10 @@ def _quiesce(spark: SparkSession) -> None:
     spark.sparkContext._jvm.java.lang.System.gc()  # type: ignore[union-attr]
 
 
-def _iterations(settings: G.Settings, name: str) -> tuple[int, int]:
+def _iterations(settings: G.Settings, name: str, cell: G.Cell) -> tuple[int, int]:
     if name == "per_row":
         return settings.per_row_m1, settings.per_row_m2
-    return settings.m1, settings.m2
+    return G.iterations_for(cell, settings.m1, settings.m2, settings.longer_runs)
 
 
 def _per_iteration(res: dict[str, Any]) -> None:
@@ -213,7 +214,7 @@ def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
     results: dict[str, dict[str, Any]] = {}
     centers: dict[str, dict[int, np.ndarray]] = {}
     for comp in comps:
-        m1, m2 = _iterations(settings, comp.name)
+        m1, m2 = _iterations(settings, comp.name, cell)
         results[comp.name] = {"m1": m1, "m2": m2, "t_m1": [], "t_m2": [], "cpu_m1": [],
                               "cpu_m2": [], "num_iter": {}, "from_c0": comp.from_c0}
         centers[comp.name] = {}

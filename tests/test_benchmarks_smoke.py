@@ -80,3 +80,17 @@ def test_report_only_regenerates_the_page(smoke_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "benchmarks.md").read_text() == (out / "docs" / "benchmarks.md").read_text()
     assert (tmp_path / "images" / "benchmarks.png").exists()
+
+
+def test_cheap_cells_run_more_iterations_unless_m2_is_given():
+    from benchmarks import grid as G
+    from benchmarks.run import build_settings, parse_args
+
+    cheap, mid, big = G.Cell(10**6, 2, 3), G.Cell(10**6, 20, 20), G.Cell(10**6, 100, 100)
+    assert G.iterations_for(cheap, 2, 6, longer=True) == (2, 42)
+    assert G.iterations_for(mid, 2, 6, longer=True) == (2, 12)
+    assert G.iterations_for(big, 2, 6, longer=True) == (2, 6)
+    assert G.iterations_for(cheap, 2, 6, longer=False) == (2, 6)
+    assert build_settings(parse_args(["--grid", "default"])).longer_runs
+    assert not build_settings(parse_args(["--grid", "default", "--m2", "8"])).longer_runs
+    assert not build_settings(parse_args(["--grid", "smoke"])).longer_runs
