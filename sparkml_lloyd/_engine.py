@@ -820,6 +820,47 @@ def _initial_centers(
 # --------------------------------------------------------------------------------------
 # Prediction
 # --------------------------------------------------------------------------------------
+#
+# Two paths (see docs/design.md, "Transform"): in classic Spark the assignment runs in the JVM,
+# through Spark's own KMeansModel holding our centers, with null handling and the checks
+# around it (:func:`jvm_prediction`); under Spark Connect, where no JVM is reachable, an Arrow
+# UDF runs the numpy kernel (:func:`prediction_column`).
+
+
+def check_prediction_input(df: DataFrame, features_col: str, num_features: int) -> str:
+    """The checks both transform paths make without a Spark job; returns the column's kind.
+
+    The column must exist and hold vectors or arrays (:func:`features_kind`), and when its ML
+    attribute metadata declares a vector length (VectorAssembler's output does), that length
+    must be the model's. Without metadata a wrong length is found only at the action.
+    """
+    kind = features_kind(df, features_col)
+    declared = df.schema[features_col].metadata.get("ml_attr", {}).get("num_attrs")
+    if declared is not None and declared != num_features:
+        raise ValueError(
+            f"featuresCol={features_col!r} holds vectors of length {declared} (its ML "
+            f"attribute metadata says so) but the model was fitted on {num_features} "
+            "features; transform data with the same number of features."
+        )
+    return kind
+
+
+def jvm_reachable() -> bool:
+    """Whether ``transform`` can run in the JVM: classic Spark (py4j), not Spark Connect.
+
+    Also the switch the tests flip to run the Arrow path in a classic session."""
+    from pyspark.sql.utils import is_remote
+
+    return not is_remote()
+
+
+def unit_centers(centers: np.ndarray, distance: str) -> np.ndarray:
+    """The centers as the numpy kernel needs them: unit rows for the cosine measure.
+
+    Fitted cosine centers are unit vectors already; a model built by hand from other centers
+    then assigns by the true cosine, as Spark does."""
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    return K.normalize_rows(centers) if distance == K.COSINE else centers
 
 
 def predict_arrow(arr: pa.Array, centers: np.ndarray, distance: str) -> pa.Array:
@@ -842,23 +883,17 @@ def predict_arrow(arr: pa.Array, centers: np.ndarray, distance: str) -> pa.Array
 
 def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray,
                       distance: str) -> Column:
-    """A Column of cluster indices computed by a vectorised Arrow UDF.
+    """A Column of cluster indices computed by a vectorised Arrow UDF (the Spark Connect path).
 
     A vector length that differs from the model's fails here, eagerly, when the column's ML
-    attribute metadata declares it (VectorAssembler's output does); otherwise at the action,
+    attribute metadata declares it (:func:`check_prediction_input`); otherwise at the action,
     inside the UDF (a PythonException whose message names both lengths).
     """
     from pyspark.sql.functions import arrow_udf
 
-    features = features_as_array(df, features_col)  # checks the column's name and type
-    declared = df.schema[features_col].metadata.get("ml_attr", {}).get("num_attrs")
-    if declared is not None and declared != centers.shape[1]:
-        raise ValueError(
-            f"featuresCol={features_col!r} holds vectors of length {declared} (its ML "
-            f"attribute metadata says so) but the model was fitted on {centers.shape[1]} "
-            "features; transform data with the same number of features."
-        )
-    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    check_prediction_input(df, features_col, centers.shape[1])
+    features = features_as_array(df, features_col)
+    centers = unit_centers(centers, distance)
 
     def predict(arr: pa.Array) -> pa.Array:  # captures plain arrays only
         return predict_arrow(arr, centers, distance)
@@ -887,6 +922,41 @@ def mllib_kmeans_model(
     )
     mllib = jvm.org.apache.spark.mllib.clustering.KMeansModel
     return mllib(mllib(jlist).clusterCenters(), distance, float(training_cost), int(num_iter))
+
+
+def jvm_prediction(
+    df: DataFrame, features_col: str, prediction_col: str, kind: str, mllib_model: Any,
+    uid: str, num_features: int,
+) -> DataFrame:
+    """``df`` plus ``prediction_col``, assigned in the JVM by Spark's own KMeansModel.
+
+    ``kind`` is what :func:`check_prediction_input` returned, ``mllib_model`` what
+    :func:`mllib_kmeans_model` built. Around Spark's model: it sees the features with null
+    rows replaced by a dummy vector of ones (it raises on null), and the prediction of a null
+    row is set back to null; arrays become vectors (it takes arrays only when their type
+    rules out null elements); it writes to a temporary column (it refuses an existing one),
+    which goes to ``prediction_col`` with ``withColumn`` semantics. The temporary columns are
+    dropped. Spark's optimizer folds all this into one projection,
+    ``CASE WHEN isnotnull(f) THEN UDF(coalesce(f, ones)) END``, and for a column whose schema
+    rules out nulls it removes the wrapper (for vectors the plan is then the built-in's).
+    """
+    from pyspark.ml.functions import array_to_vector
+
+    tag = uuid.uuid4().hex
+    features_tmp = f"__sparkml_lloyd_features_{tag}"
+    prediction_tmp = f"__sparkml_lloyd_prediction_{tag}"
+    source = F.col(features_col)
+    ones = F.array_repeat(F.lit(1.0), num_features)
+    if kind == "array":
+        features = array_to_vector(F.coalesce(source.cast(T.ArrayType(T.DoubleType())), ones))
+    else:
+        features = F.coalesce(source, array_to_vector(ones))
+    spark = df.sparkSession
+    jmodel = spark.sparkContext._jvm.org.apache.spark.ml.clustering.KMeansModel(uid, mllib_model)
+    jmodel.setFeaturesCol(features_tmp).setPredictionCol(prediction_tmp)
+    out = DataFrame(jmodel.transform(df.withColumn(features_tmp, features)._jdf), spark)
+    prediction = F.when(source.isNotNull(), F.col(prediction_tmp))
+    return out.withColumn(prediction_col, prediction).drop(features_tmp, prediction_tmp)
 
 
 def spark_kmeans_model(

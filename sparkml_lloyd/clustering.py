@@ -7,6 +7,7 @@ in :mod:`sparkml_lloyd._persistence`.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -239,8 +240,13 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
 class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     """A fitted Lloyd k-means: the centers, and a Transformer adding a prediction column.
 
-    ``transform`` adds ``predictionCol`` (IntegerType), computed in vectorised Arrow batches;
-    a null feature row gets a null prediction.
+    ``transform`` adds ``predictionCol`` (IntegerType, replacing a column of that name) with
+    the index of the nearest center; a null feature row gets a null prediction. In classic
+    Spark the assignment runs in the JVM, through Spark's own ``KMeansModel`` holding these
+    centers (built once and kept on this instance); under Spark Connect, where there is no
+    JVM to call, it runs this package's numpy kernel in an Arrow UDF. A vector length that
+    differs from the model's fails at ``transform`` when the column's ML attribute metadata
+    declares it, otherwise when an action runs the assignment (Spark's own error).
 
     Examples
     --------
@@ -262,6 +268,9 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
             else np.array([np.asarray(c, dtype=np.float64) for c in clusterCenters])
         )
         self._summary: LloydKMeansSummary | None = None
+        #: Spark's mllib KMeansModel with these centers (a py4j object) and what it was built
+        #: for: (weakref to the SparkContext, distance measure, centers array, JVM model).
+        self._jvm_model: tuple[Any, str, np.ndarray, Any] | None = None
 
     def _require_centers(self) -> np.ndarray:
         if self._centers is None:
@@ -312,22 +321,50 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
             )
         if not np.isfinite(x).all():
             raise ValueError("The vector contains NaN or infinite values; give finite numbers.")
-        labels, _ = _kernel.nearest(x, centers, self.getDistanceMeasure())
+        distance = self.getDistanceMeasure()
+        labels, _ = _kernel.nearest(x, _engine.unit_centers(centers, distance), distance)
         return int(labels[0])
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        col = _engine.prediction_column(
-            dataset, self.getFeaturesCol(), self._require_centers(), self.getDistanceMeasure()
+        centers = self._require_centers()
+        features_col, prediction_col = self.getFeaturesCol(), self.getPredictionCol()
+        if not _engine.jvm_reachable():  # Spark Connect: the numpy kernel in an Arrow UDF
+            col = _engine.prediction_column(
+                dataset, features_col, centers, self.getDistanceMeasure()
+            )
+            return dataset.withColumn(prediction_col, col)
+        kind = _engine.check_prediction_input(dataset, features_col, centers.shape[1])
+        return _engine.jvm_prediction(
+            dataset, features_col, prediction_col, kind,
+            self._mllib_model(dataset.sparkSession.sparkContext), self.uid, centers.shape[1],
         )
-        return dataset.withColumn(self.getPredictionCol(), col)
+
+    def _mllib_model(self, sc: Any) -> Any:
+        """Spark's mllib KMeansModel with our centers, built once per SparkContext, distance
+        measure and centers array, and kept on this instance (``copy`` drops it)."""
+        centers, distance = self._require_centers(), self.getDistanceMeasure()
+        cached = getattr(self, "_jvm_model", None)  # None too after an older pickle
+        if (cached is not None and cached[0]() is sc and cached[1] == distance
+                and cached[2] is centers):
+            return cached[3]
+        jmodel = _engine.mllib_kmeans_model(sc, centers, distance)
+        self._jvm_model = (weakref.ref(sc), distance, centers, jmodel)
+        return jmodel
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached JVM model is a py4j handle: neither picklable nor worth copying.
+        state = self.__dict__.copy()
+        state["_jvm_model"] = None
+        return state
 
     def toSparkModel(self) -> Any:
         """This model as Spark's own :class:`pyspark.ml.clustering.KMeansModel`.
 
-        Same centers, distance measure and column params; ``transform`` then runs in the JVM
-        (use it from Scala, Spark Connect clients or PMML export). Spark assigns with its
-        own distance code, so a point exactly between two centers may break the tie
-        differently in the last bit; a null feature vector is an error there, not null.
+        Same centers, distance measure and column params (use it from Scala, Spark Connect
+        clients or PMML export). Its ``transform`` assigns exactly as ours does in classic
+        Spark, but a null feature vector is an error there, not null, an existing
+        ``predictionCol`` is an error instead of being replaced, and ``array<double>``
+        columns are accepted only when their type rules out null elements.
         """
         centers = self._require_centers()
         summary = self._summary
@@ -346,6 +383,7 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         """A copy with the same uid, centers and params (plus ``extra``); no summary."""
         that = super().copy(extra)
         that._summary = None
+        that._jvm_model = None
         return that
 
     # -- persistence ---------------------------------------------------------------------

@@ -1,0 +1,338 @@
+"""LloydKMeansModel.transform on both paths, against independent oracles.
+
+Classic Spark assigns in the JVM (Spark's own KMeansModel holding our centers); the Arrow UDF
+path is what Spark Connect uses, forced here by switching ``_engine.jvm_reachable`` off.
+The oracles are numpy on the centers directly: the argmin of ``sum((x - c)**2)`` (Euclidean)
+and the argmax of ``x.c / (|x| |c|)`` (cosine).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from chispa import assert_df_equality
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.linalg import DenseVector, SparseVector, VectorUDT
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from sparkml_lloyd import LloydKMeansModel, _engine
+from tests.helpers import make_df
+from tests.leaks import jobs_started
+
+N, D, K = 40, 5, 4
+NULL_ROWS = (0, 7, 19, 39)
+KINDS = ("dense", "sparse", "array<double>", "array<float>")
+DISTANCES = ("euclidean", "cosine")
+PATHS = ("jvm", "arrow")
+
+
+def oracle(X: np.ndarray, centers: np.ndarray, distance: str) -> np.ndarray:
+    """The index of the nearest center for every row of X, computed the textbook way."""
+    if distance == "cosine":
+        sim = (X @ centers.T) / np.outer(np.linalg.norm(X, axis=1),
+                                         np.linalg.norm(centers, axis=1))
+        return sim.argmax(axis=1)
+    return ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """Points around K directions at various scales, with about a third of their entries
+    zero (so sparse vectors are really sparse), and centers along those directions that are
+    not unit vectors (so cosine must normalise them). Every number is a float32, so
+    array<float> holds exactly the same points; no row is all zeros."""
+    rng = np.random.default_rng(17)
+    directions = rng.normal(size=(K, D))
+    centers = directions * rng.uniform(0.5, 3.0, size=(K, 1))
+    X = directions[rng.integers(0, K, N)] * rng.uniform(0.5, 3.0, size=(N, 1))
+    X = (X + 0.5 * rng.normal(size=(N, D))) * (rng.random((N, D)) < 0.6)
+    X[:, 0] += 0.25
+    return X.astype(np.float32).astype(np.float64), centers
+
+
+def _value(x: np.ndarray, kind: str) -> Any:
+    if kind == "dense":
+        return DenseVector(x)
+    if kind == "sparse":
+        nz = np.flatnonzero(x)
+        return SparseVector(len(x), nz.tolist(), x[nz].tolist())
+    return [float(v) for v in x]
+
+
+def _type(kind: str) -> T.DataType:
+    if kind in ("dense", "sparse"):
+        return VectorUDT()
+    return T.ArrayType(T.FloatType() if kind == "array<float>" else T.DoubleType())
+
+
+def features_df(spark: SparkSession, X: np.ndarray, kind: str) -> DataFrame:
+    """Columns id, features (``None`` on NULL_ROWS), tag; in row order."""
+    schema = T.StructType([
+        T.StructField("id", T.IntegerType(), False),
+        T.StructField("features", _type(kind)),
+        T.StructField("tag", T.StringType()),
+    ])
+    rows = [(i, None if i in NULL_ROWS else _value(x, kind), f"row{i}") for i, x in enumerate(X)]
+    return spark.createDataFrame(rows, schema)
+
+
+def expected_df(spark: SparkSession, df: DataFrame, labels: np.ndarray,
+                column: str = "prediction") -> DataFrame:
+    """``df`` with ``column`` = labels (null on NULL_ROWS) appended, built without the model."""
+    schema = T.StructType([*df.schema.fields, T.StructField(column, T.IntegerType())])
+    rows = [(*row, None if i in NULL_ROWS else int(labels[i]))
+            for i, row in enumerate(df.collect())]
+    return spark.createDataFrame(rows, schema)
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on the JVM path or, with the JVM switched off, the Arrow path."""
+    if request.param == "arrow":
+        monkeypatch.setattr(_engine, "jvm_reachable", lambda: False)
+    return request.param
+
+
+def with_distance(model: LloydKMeansModel, distance: str) -> LloydKMeansModel:
+    return model.copy({model.distanceMeasure: distance})
+
+
+def physical_plan(df: DataFrame) -> str:
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
+# -- predictions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_predictions_equal_the_oracle(spark, data, kind, distance, path):
+    """Every input type and distance, nulls mixed in: null -> null, the other rows get the
+    oracle's cluster, row order and the other columns are unchanged, nothing else added."""
+    X, centers = data
+    df = features_df(spark, X, kind)
+    out = with_distance(LloydKMeansModel(centers), distance).transform(df)
+    assert out.columns == ["id", "features", "tag", "prediction"]
+    assert out.schema["prediction"].dataType == T.IntegerType()
+    assert_df_equality(out, expected_df(spark, df, oracle(X, centers, distance)))
+    python_udf = "ArrowEvalPython" in physical_plan(out)
+    assert python_udf == (path == "arrow")
+
+
+def test_the_oracle_data_has_no_near_ties(data):
+    """Guard the guard: no point is within 1e-9 of a tie, so any correct code agrees."""
+    X, centers = data
+    d2 = np.sort(((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2), axis=1)
+    cos = np.sort((X @ centers.T) / np.outer(np.linalg.norm(X, axis=1),
+                                             np.linalg.norm(centers, axis=1)), axis=1)
+    assert (d2[:, 1] - d2[:, 0]).min() > 1e-9 and (cos[:, -1] - cos[:, -2]).min() > 1e-9
+    assert len(set(oracle(X, centers, "euclidean"))) == len(set(oracle(X, centers, "cosine"))) == K
+    # cosine differs from Euclidean, and from the kernel's argmin on centers left unnormalised
+    assert (oracle(X, centers, "euclidean") != oracle(X, centers, "cosine")).sum() > N // 10
+    raw = (np.sum(centers**2, axis=1) - 2 * X @ centers.T).argmin(axis=1)
+    assert (raw != oracle(X, centers, "cosine")).sum() > N // 10
+    assert (X == 0).mean() > 0.25
+
+
+def test_a_non_nullable_column(spark, data, path):
+    """A column that cannot hold nulls: on the JVM path Spark's optimizer removes the null
+    wrapper, leaving the built-in's plan."""
+    X, centers = data
+    schema = T.StructType([T.StructField("features", VectorUDT(), False)])
+    df = spark.createDataFrame([(DenseVector(x),) for x in X], schema)
+    out = LloydKMeansModel(centers).transform(df)
+    assert [r.prediction for r in out.collect()] == oracle(X, centers, "euclidean").tolist()
+    assert out.columns == ["features", "prediction"]
+    if path == "jvm":
+        plan = physical_plan(out)
+        assert "coalesce" not in plan and "CASE WHEN" not in plan, plan
+        nullable = features_df(spark, X, "dense")
+        assert "CASE WHEN" in physical_plan(LloydKMeansModel(centers).transform(nullable))
+
+
+def test_with_column_semantics(spark, data, path):
+    """An existing predictionCol is replaced in place (as withColumn does), also when it is
+    the features column itself; user columns named like our temporaries are kept."""
+    X, centers = data
+    labels = oracle(X, centers, "euclidean").tolist()
+    df = make_df(spark, X).withColumn("prediction", F.lit("old")).withColumn(
+        "__sparkml_lloyd_prediction", F.lit(1))
+    out = LloydKMeansModel(centers).transform(df)
+    assert out.columns == ["id", "features", "prediction", "__sparkml_lloyd_prediction"]
+    assert out.schema["prediction"].dataType == T.IntegerType()
+    assert [r.prediction for r in out.orderBy("id").collect()] == labels
+    assert {r["__sparkml_lloyd_prediction"] for r in out.collect()} == {1}
+
+    over = LloydKMeansModel(centers).setPredictionCol("features").transform(make_df(spark, X))
+    assert over.columns == ["id", "features"]
+    assert [r.features for r in over.orderBy("id").collect()] == labels
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def test_a_wrong_length_declared_by_metadata_fails_at_transform(spark, path):
+    """VectorAssembler records the vector length: transform itself raises, before any job."""
+    raw = spark.createDataFrame([(1.0, 2.0, 3.0)], ["a", "b", "c"])
+    df = VectorAssembler(inputCols=["a", "b", "c"], outputCol="features").transform(raw)
+    model = LloydKMeansModel([[0.0, 0.0], [1.0, 1.0]])
+    jobs = jobs_started(spark)
+    with pytest.raises(ValueError, match=r"length 3 \(its ML attribute metadata says so\)"):
+        model.transform(df)
+    assert jobs_started(spark) == jobs
+    two = VectorAssembler(inputCols=["a", "b"], outputCol="features").transform(raw)
+    assert model.transform(two).collect()[0].prediction == 1
+
+
+def test_a_wrong_length_without_metadata_fails_at_the_action(spark):
+    """JVM path: Spark's own check, when an action runs the assignment."""
+    from py4j.protocol import Py4JJavaError
+
+    df = spark.createDataFrame([([1.0, 2.0, 3.0],)], "features array<double>")
+    out = LloydKMeansModel([[0.0, 0.0], [1.0, 1.0]]).transform(df)
+    with pytest.raises(Py4JJavaError, match="Both vectors should have same length"):
+        out.collect()
+
+
+# -- the JVM model: cheap to build, cached -----------------------------------------------
+
+
+class _CallCounter:
+    """Counts the commands py4j sends to the JVM (but not the garbage-collection notices,
+    which come whenever Python happens to free a JVM handle)."""
+
+    def __init__(self, spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        client = spark.sparkContext._gateway._gateway_client
+        send = client.send_command
+
+        def counting(command: str, *args: Any, **kwargs: Any) -> Any:
+            if not command.startswith("m\n"):
+                self.calls += 1
+            return send(command, *args, **kwargs)
+
+        monkeypatch.setattr(client, "send_command", counting)
+
+    def of(self, action: Any) -> int:
+        """The number of calls ``action()`` makes."""
+        before = self.calls
+        action()
+        return self.calls - before
+
+
+@pytest.fixture
+def py4j_calls(spark, monkeypatch) -> Iterator[_CallCounter]:
+    yield _CallCounter(spark, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def big() -> tuple[np.ndarray, np.ndarray]:
+    """100 centers of 100 features, and points near some of them."""
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(100, 100))
+    X = centers[rng.integers(0, 100, size=30)] + 0.1 * rng.normal(size=(30, 100))
+    return X, centers
+
+
+def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls):
+    """Building the JVM model takes as many py4j calls for 100 x 100 centers as for 2 x 2
+    (the old builder took one per number, 10,000), in the first transform (which builds it)
+    and in toSparkModel(); a second transform reuses the model and takes fewer."""
+    X, centers = big
+    df = make_df(spark, X)
+    small_df = make_df(spark, X[:, :2])
+    model, small = LloydKMeansModel(centers), LloydKMeansModel(centers[:2, :2])
+
+    out = None
+
+    def transform() -> None:
+        nonlocal out
+        out = model.transform(df)
+
+    first = py4j_calls.of(transform)
+    assert first <= py4j_calls.of(lambda: small.transform(small_df)) + 2, first
+    assert py4j_calls.of(lambda: model.transform(df)) < first
+    assert [r.prediction for r in out.orderBy("id").collect()] == oracle(
+        X, centers, "euclidean").tolist()
+
+    builtins = []
+    calls = py4j_calls.of(lambda: builtins.append(model.toSparkModel()))
+    assert calls <= py4j_calls.of(small.toSparkModel) + 2, calls
+    np.testing.assert_array_equal(np.array(builtins[0].clusterCenters()), centers)
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[str]:
+    """The distance measure of every JVM model built during the test."""
+    made: list[str] = []
+    build = _engine.mllib_kmeans_model
+
+    def spy(sc: Any, centers: np.ndarray, distance: str, *args: Any) -> Any:
+        made.append(distance)
+        return build(sc, centers, distance, *args)
+
+    monkeypatch.setattr(_engine, "mllib_kmeans_model", spy)
+    return made
+
+
+def test_the_jvm_model_is_cached_and_follows_the_column_params(spark, data, builds):
+    X, centers = data
+    df = features_df(spark, X, "dense")
+    labels = oracle(X, centers, "euclidean")
+    model = LloydKMeansModel(centers)
+    assert_df_equality(model.transform(df), expected_df(spark, df, labels))
+    assert_df_equality(model.transform(df), expected_df(spark, df, labels))
+    assert builds == ["euclidean"]
+
+    model.setPredictionCol("cluster")
+    assert_df_equality(model.transform(df), expected_df(spark, df, labels, "cluster"))
+    moved = df.withColumnRenamed("features", "points")
+    model.setFeaturesCol("points")
+    assert_df_equality(model.transform(moved), expected_df(spark, moved, labels, "cluster"))
+    params = {model.predictionCol: "p"}
+    assert model.transform(moved, params).columns == ["id", "points", "tag", "p"]
+    assert builds == ["euclidean", "euclidean"]  # transform(df, params) runs on a copy
+    assert model.getPredictionCol() == "cluster"
+
+
+def test_a_copy_builds_its_own_jvm_model(spark, data, builds):
+    """copy() may change the distance measure: the copy builds a model for its own params."""
+    X, centers = data
+    df = features_df(spark, X, "sparse")
+    model = LloydKMeansModel(centers)
+    model.transform(df).collect()
+    cosine = with_distance(model, "cosine")
+    assert_df_equality(cosine.transform(df),
+                       expected_df(spark, df, oracle(X, centers, "cosine")))
+    plain = model.copy()
+    plain.transform(df).collect()
+    assert builds == ["euclidean", "cosine", "euclidean"]
+    model.transform(df).collect()  # the original keeps its own
+    assert len(builds) == 3
+    # the cached py4j handle is not part of a copy or a pickle
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert other._jvm_model is None
+        np.testing.assert_array_equal(other.clusterCenters(), centers)
+
+
+def test_another_spark_context_builds_again(spark, data, builds):
+    """The JVM model belongs to the SparkContext it was built for (a restarted context is
+    another object: simulated here, restarting would stop the shared test session)."""
+
+    class OtherContext:
+        _jvm = spark.sparkContext._jvm
+
+    model = LloydKMeansModel(data[1])
+    mine = model._mllib_model(spark.sparkContext)
+    other = OtherContext()
+    assert model._mllib_model(other) is not mine
+    assert model._mllib_model(other) is model._mllib_model(other)
+    assert model._mllib_model(spark.sparkContext) is not mine
+    assert len(builds) == 3
