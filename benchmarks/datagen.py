@@ -7,10 +7,11 @@ blob centers; the rows are drawn inside ``mapInArrow`` from ``spark.range(num_ch
 nothing of size ``n`` ever leaves the driver.
 
 Overlap. Blob centers are ``N(0, s^2/d)`` per coordinate with ``s =`` :data:`CENTER_SPREAD` and
-the blobs are unit Gaussians, so any two centers are about ``s * sqrt(2)`` (about 4.2) standard
-deviations apart whatever ``d`` is: neighbouring blobs overlap, and Lloyd's algorithm from
-``k`` data points needs dozens of iterations (measured with scikit-learn at n = 1e5: 48 at
-(d, k) = (2, 3), 108 at (20, 20), 100 at (100, 100)), far more than the benchmark's ``m2``.
+the blobs are unit Gaussians, so any two centers are about ``s * sqrt(2)`` (about 1.4) standard
+deviations apart whatever ``d`` is: the blobs overlap heavily, and Lloyd's algorithm from ``k``
+data points needs many iterations before nothing moves (scikit-learn, seed 42: 78 at
+(n, d, k) = (1e5, 2, 3), 89 at (1e6, 2, 3), 743 at (1e5, 20, 20); with ``s = 3`` it was 15, 16
+and 33), more than the benchmark's ``m2`` (see ``LONGER_RUNS`` in benchmarks/grid.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ CHUNK_ROWS = 32768
 #: The number of chunks is a multiple of this, so common partition counts split evenly.
 CHUNK_MULTIPLE = 16
 #: Spread of the blob centers, in blob standard deviations (see the module docstring).
-CENTER_SPREAD = 3.0
+CENTER_SPREAD = 1.0
 
 
 def blob_centers(cell: Cell, seed: int) -> np.ndarray:

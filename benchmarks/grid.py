@@ -111,7 +111,7 @@ GRIDS: dict[str, GridSpec] = {
 
 #: Where an iteration is cheap, start-up noise (about +-0.5 s per fit here) would swamp
 #: T(m2) - T(m1) over a few iterations; those cells run more: (n*d*k up to, m2 - m1 at least).
-LONGER_RUNS: tuple[tuple[float, int], ...] = ((1e7, 40), (1e9, 10))
+LONGER_RUNS: tuple[tuple[float, int], ...] = ((1e7, 50), (1e9, 10))
 
 
 def iterations_for(cell: Cell, m1: int, m2: int, longer: bool) -> tuple[int, int]:

@@ -490,7 +490,7 @@ def _environment_section(record: dict[str, Any], json_path: Path | None) -> list
 REPRODUCE = """## Reproduce
 
 ```bash
-# the target cells, 3 interleaved rounds: roughly 1-2 hours on 2 cores; needs a quiet machine
+# the target cells, 3 interleaved rounds: about an hour on 2 cores; needs a quiet machine
 python benchmarks/run.py --grid default
 # the whole n x d x k grid where feasible: several hours
 python benchmarks/run.py --grid full
@@ -503,8 +503,9 @@ python benchmarks/run.py --report-only benchmarks/results/<timestamp>.json
 ```
 
 Data: Gaussian blobs drawn on the executors (`spark.range` + `mapInArrow`, a seeded numpy
-generator per chunk: a pure function of seed, n, d, k), blob centers about 4.2 standard
-deviations apart, so blobs overlap and Lloyd needs dozens of iterations; cached and counted
+generator per chunk: a pure function of seed, n, d, k), blob centers about 1.4 standard
+deviations apart, so blobs overlap and Lloyd needs many iterations (more than each cell's
+m2; the table checks it); cached and counted
 before any timer, as are MLlib's RDD of vectors, the walkthrough's RDD of points and the
 collected array for scikit-learn. Every timed call runs after a Python and JVM garbage
 collection; competitors take turns in a rotating order, round after round.

@@ -87,7 +87,7 @@ def test_cheap_cells_run_more_iterations_unless_m2_is_given():
     from benchmarks.run import build_settings, parse_args
 
     cheap, mid, big = G.Cell(10**6, 2, 3), G.Cell(10**6, 20, 20), G.Cell(10**6, 100, 100)
-    assert G.iterations_for(cheap, 2, 6, longer=True) == (2, 42)
+    assert G.iterations_for(cheap, 2, 6, longer=True) == (2, 52)
     assert G.iterations_for(mid, 2, 6, longer=True) == (2, 12)
     assert G.iterations_for(big, 2, 6, longer=True) == (2, 6)
     assert G.iterations_for(cheap, 2, 6, longer=False) == (2, 6)
