@@ -130,9 +130,9 @@ def weighted_sums(
             onehot[np.arange(stop - start), lab] = 1.0 if w is None else w
             sums += onehot.T @ x[start:stop]
         else:
-            cols = np.ascontiguousarray(x[start:stop].T)
+            cols = np.ascontiguousarray(x[start:stop].T)  # a view when d == 1: not in place
             if w is not None:
-                cols *= w
+                cols = cols * w
             for j in range(d):
                 sums[:, j] += np.bincount(lab, weights=cols[j], minlength=k)
     return sums, wsum

@@ -10,8 +10,9 @@ import numpy as np
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 
-from sparkml_lloyd import LloydKMeans
+from sparkml_lloyd import LloydKMeans, _engine
 from sparkml_lloyd import _blockstore as bs
+from sparkml_lloyd._engine import CONF_LOOP
 from tests.helpers import make_df, relative_difference
 
 
@@ -53,10 +54,12 @@ def test_files_of_a_dead_jvm_are_swept():
 
 
 def test_fit_recomputes_lost_blocks_from_the_lineage(spark, caplog):
-    """Delete every block file after the first iteration: the remaining passes miss, recompute
-    those partitions from the source, and the result is still the oracle's."""
+    """One Spark job per pass (executor loop off): delete every block file after the first
+    iteration; the remaining passes miss, recompute those partitions from the source, and the
+    result is still the oracle's."""
     X, _ = make_blobs(n_samples=1200, centers=4, n_features=3, cluster_std=3.0, random_state=6)
     C0 = X[:4]
+    spark.conf.set(CONF_LOOP, "false")
 
     class DeleteBlocks(logging.Handler):
         def emit(self, record):
@@ -72,11 +75,39 @@ def test_fit_recomputes_lost_blocks_from_the_lineage(spark, caplog):
             model = LloydKMeans(k=4, initialCenters=C0, maxIter=5, tol=0.0).fit(make_df(spark, X))
     finally:
         logger.removeHandler(handler)
+        spark.conf.unset(CONF_LOOP)
     assert any("recomputing" in r.getMessage() for r in caplog.records)
     sk = SkKMeans(n_clusters=4, init=C0, n_init=1, max_iter=5, tol=0.0,
                   algorithm="lloyd").fit(X)
     assert relative_difference(model.clusterCenters(), sk.cluster_centers_) <= 1e-9
     assert model.summary.numIter == sk.n_iter_
+
+
+def test_blocks_missing_when_the_loop_starts_send_the_fit_to_the_lineage(
+    spark, caplog, monkeypatch
+):
+    """Block files gone before the executor loop starts: its tasks report the miss, the fit
+    falls back to one job per pass, those recompute from the source: the oracle's result."""
+    X, _ = make_blobs(n_samples=1200, centers=4, n_features=3, cluster_std=3.0, random_state=6)
+    C0 = X[:4]
+    start = _engine._Passes._start
+
+    def delete_then_start(self, *args):
+        for path in jvm_files(spark):
+            os.unlink(path)
+        return start(self, *args)
+
+    monkeypatch.setattr(_engine._Passes, "_start", delete_then_start)
+    with caplog.at_level(logging.INFO, logger="sparkml_lloyd"):
+        model = LloydKMeans(k=4, initialCenters=C0, maxIter=5, tol=0.0).fit(make_df(spark, X))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("executor loop stopped" in m and "blocks are not on its task's host" in m
+               for m in messages), messages
+    assert any("recomputing" in m for m in messages)
+    sk = SkKMeans(n_clusters=4, init=C0, n_init=1, max_iter=5, tol=0.0,
+                  algorithm="lloyd").fit(X)
+    assert relative_difference(model.clusterCenters(), sk.cluster_centers_) <= 1e-9
+    assert jvm_files(spark) == []
 
 
 def test_a_fit_leaves_no_block_files(spark):
