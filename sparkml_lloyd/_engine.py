@@ -845,6 +845,18 @@ def check_prediction_input(df: DataFrame, features_col: str, num_features: int) 
     return kind
 
 
+#: From this many center values (k x d) on, ``transform`` runs the numpy kernel in an Arrow UDF
+#: even where the JVM is reachable: Spark's model assigns row by row (k distance loops of d),
+#: ours with BLAS, which at 1e6 x 100 rows and k = 100 took 0.41x the built-in's time where
+#: the JVM path takes 1.0x; at k x d = 20 x 20 the JVM path is the faster (0.9x vs 1.1-1.4x).
+ARROW_MIN_CENTER_VALUES = 2500
+
+
+def use_arrow_path(centers: np.ndarray) -> bool:
+    """Whether ``transform`` with these centers runs the Arrow UDF (else the JVM model)."""
+    return not jvm_reachable() or centers.size >= ARROW_MIN_CENTER_VALUES
+
+
 def jvm_reachable() -> bool:
     """Whether ``transform`` can run in the JVM: classic Spark (py4j), not Spark Connect.
 
@@ -872,6 +884,16 @@ def predict_arrow(arr: pa.Array, centers: np.ndarray, distance: str) -> pa.Array
         raise ValueError(
             f"The features have length {bad[0]} but the model was fitted on {d} features; "
             "transform data with the same number of features."
+        )
+    if np.isnan(x).any():  # as Spark's model: NaN is an error, an infinity gets a cluster
+        raise ValueError(
+            "The features contain NaN values (or null elements inside a vector); no cluster "
+            "is nearest to them: drop or impute those rows before transform."
+        )
+    if distance == K.COSINE and x.shape[0] and not K.row_norms_sq(x).all():
+        raise ValueError(
+            "The cosine distance is not defined for an all-zero vector; drop those rows "
+            "before transform or use distanceMeasure='euclidean'."
         )
     labels, _ = K.nearest(x, centers, distance) if x.shape[0] else (np.empty(0, np.int32), None)
     if not nulls.any():

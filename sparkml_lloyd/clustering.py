@@ -243,7 +243,8 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     ``transform`` adds ``predictionCol`` (IntegerType, replacing a column of that name) with
     the index of the nearest center; a null feature row gets a null prediction. In classic
     Spark the assignment runs in the JVM, through Spark's own ``KMeansModel`` holding these
-    centers (built once and kept on this instance); under Spark Connect, where there is no
+    centers (built once and kept on this instance); for large models (``k x d >= 2500``),
+    where BLAS beats Spark's row-by-row loop, and under Spark Connect, where there is no
     JVM to call, it runs this package's numpy kernel in an Arrow UDF. A vector length that
     differs from the model's fails at ``transform`` when the column's ML attribute metadata
     declares it, otherwise when an action runs the assignment (Spark's own error).
@@ -328,7 +329,7 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         centers = self._require_centers()
         features_col, prediction_col = self.getFeaturesCol(), self.getPredictionCol()
-        if not _engine.jvm_reachable():  # Spark Connect: the numpy kernel in an Arrow UDF
+        if _engine.use_arrow_path(centers):  # Spark Connect, or a large k x d: numpy kernel
             col = _engine.prediction_column(
                 dataset, features_col, centers, self.getDistanceMeasure()
             )

@@ -241,10 +241,12 @@ def big() -> tuple[np.ndarray, np.ndarray]:
     return X, centers
 
 
-def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls):
+def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkeypatch):
     """Building the JVM model takes as many py4j calls for 100 x 100 centers as for 2 x 2
     (the old builder took one per number, 10,000), in the first transform (which builds it)
     and in toSparkModel(); a second transform reuses the model and takes fewer."""
+    # 100 x 100 would take the Arrow path (see the next test); this one is about the JVM's
+    monkeypatch.setattr(_engine, "ARROW_MIN_CENTER_VALUES", 10**9)
     X, centers = big
     df = make_df(spark, X)
     small_df = make_df(spark, X[:, :2])
@@ -266,6 +268,39 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls):
     calls = py4j_calls.of(lambda: builtins.append(model.toSparkModel()))
     assert calls <= py4j_calls.of(small.toSparkModel) + 2, calls
     np.testing.assert_array_equal(np.array(builtins[0].clusterCenters()), centers)
+
+
+def test_large_models_assign_in_an_arrow_udf_small_ones_in_the_jvm(spark, big, data):
+    """k x d >= ARROW_MIN_CENTER_VALUES: BLAS in a Python worker beats Spark's row loop."""
+    X, centers = big
+    assert centers.size >= _engine.ARROW_MIN_CENTER_VALUES
+    out = LloydKMeansModel(centers).transform(make_df(spark, X))
+    assert "ArrowEvalPython" in physical_plan(out)
+    assert [r.prediction for r in out.orderBy("id").collect()] == oracle(
+        X, centers, "euclidean").tolist()
+    Xs, small = data
+    assert small.size < _engine.ARROW_MIN_CENTER_VALUES
+    out = LloydKMeansModel(small).transform(features_df(spark, Xs, "dense"))
+    assert "ArrowEvalPython" not in physical_plan(out)
+
+
+@pytest.mark.parametrize("row,distance,message", [
+    ([1.0, float("nan")], "euclidean", "NaN values"),
+    ([0.0, 0.0], "cosine", "not defined for an all-zero vector"),
+])
+def test_the_arrow_path_fails_on_rows_the_jvm_path_fails_on(
+    spark, monkeypatch, row, distance, message
+):
+    from pyspark.errors import PythonException
+
+    monkeypatch.setattr(_engine, "jvm_reachable", lambda: False)
+    model = with_distance(LloydKMeansModel([[1.0, 0.0], [0.0, 1.0]]), distance)
+    df = spark.createDataFrame([([1.0, 0.5],), (row,)], "features array<double>")
+    with pytest.raises(PythonException, match=message):
+        model.transform(df).collect()
+    # infinite values are not an error (as in Spark's model): they get some cluster
+    inf = spark.createDataFrame([([float("inf"), 0.0],)], "features array<double>")
+    assert model.transform(inf).collect()[0].prediction in (0, 1)
 
 
 @pytest.fixture
