@@ -783,7 +783,7 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
                 cost_history.append(stats.cost)
                 break
             centers = new
-            # This pass measures the new centers (cost and sizes agree with transform) and
+            # This pass measures the new centers (the cost and sizes of what transform assigns) and
             # gives the sums for the next update.
             stats = K.merge_stats(passes.run(centers), cfg.k, d)
             cost_history.append(stats.cost)
