@@ -511,8 +511,13 @@ class _Passes:
         sc = self.data.sc
         host = sc.getConf().get("spark.driver.host", "127.0.0.1")
         bind = sc.getConf().get("spark.driver.bindAddress", host)
-        coordinator = _loop.Coordinator(
-            self.data.handles.getNumPartitions(), bind, host, connect_timeout)
+        try:
+            coordinator = _loop.Coordinator(
+                self.data.handles.getNumPartitions(), bind, host, connect_timeout)
+        except OSError as exc:
+            logger.warning("executor loop not started (cannot listen on %s: %s); one Spark "
+                           "job per pass", bind, exc)
+            return
         task = partial(_task_loop, fn=self.fn, kwargs=self.kwargs,
                        address=coordinator.address, token=coordinator.token)
         rdd = self.data.handles.mapPartitionsWithIndex(task)
@@ -823,7 +828,7 @@ def _initial_centers(
 #
 # Two paths (see docs/design.md, "Transform"): in classic Spark the assignment runs in the JVM,
 # through Spark's own KMeansModel holding our centers, with null handling and the checks
-# around it (:func:`jvm_prediction`); under Spark Connect, where no JVM is reachable, an Arrow
+# around it (:class:`JvmAssigner`); under Spark Connect, where no JVM is reachable, an Arrow
 # UDF runs the numpy kernel (:func:`prediction_column`).
 
 
@@ -946,39 +951,58 @@ def mllib_kmeans_model(
     return mllib(mllib(jlist).clusterCenters(), distance, float(training_cost), int(num_iter))
 
 
-def jvm_prediction(
-    df: DataFrame, features_col: str, prediction_col: str, kind: str, mllib_model: Any,
-    uid: str, num_features: int,
-) -> DataFrame:
-    """``df`` plus ``prediction_col``, assigned in the JVM by Spark's own KMeansModel.
+class JvmAssigner:
+    """Assigns in the JVM with Spark's own KMeansModel holding our centers (``mllib_model``,
+    from :func:`mllib_kmeans_model`), keeping our behaviour around it.
 
-    ``kind`` is what :func:`check_prediction_input` returned, ``mllib_model`` what
-    :func:`mllib_kmeans_model` built. Around Spark's model: it sees the features with null
-    rows replaced by a dummy vector of ones (it raises on null), and the prediction of a null
-    row is set back to null; arrays become vectors (it takes arrays only when their type
-    rules out null elements); it writes to a temporary column (it refuses an existing one),
-    which goes to ``prediction_col`` with ``withColumn`` semantics. The temporary columns are
-    dropped. Spark's optimizer folds all this into one projection,
-    ``CASE WHEN isnotnull(f) THEN UDF(coalesce(f, ones)) END``, and for a column whose schema
-    rules out nulls it removes the wrapper (for vectors the plan is then the built-in's).
+    Around Spark's model: it sees the features with null rows replaced by a dummy vector of
+    ones (it raises on null), and the prediction of a null row is set back to null; arrays
+    become vectors (it takes arrays only when their type rules out null elements); it writes to
+    a temporary column (it refuses an existing one), which goes to the prediction column with
+    ``withColumn`` semantics; the temporary columns are dropped. Spark's optimizer folds all
+    this into one projection, ``CASE WHEN isnotnull(f) THEN UDF(coalesce(f, ones)) END``, and
+    for a column whose schema rules out nulls it removes the wrapper (for vectors the plan is
+    then the built-in's).
+
+    The JVM model and the Column expressions (each Column function is a py4j call, ~80 in
+    all: more than a small ``transform`` costs in the JVM) are built once per features column
+    and kept; a ``transform`` then costs a handful of py4j calls.
     """
-    from pyspark.ml.functions import array_to_vector
 
-    tag = uuid.uuid4().hex
-    features_tmp = f"__sparkml_lloyd_features_{tag}"
-    prediction_tmp = f"__sparkml_lloyd_prediction_{tag}"
-    source = F.col(features_col)
-    ones = F.array_repeat(F.lit(1.0), num_features)
-    if kind == "array":
-        features = array_to_vector(F.coalesce(source.cast(T.ArrayType(T.DoubleType())), ones))
-    else:
-        features = F.coalesce(source, array_to_vector(ones))
-    spark = df.sparkSession
-    jmodel = spark.sparkContext._jvm.org.apache.spark.ml.clustering.KMeansModel(uid, mllib_model)
-    jmodel.setFeaturesCol(features_tmp).setPredictionCol(prediction_tmp)
-    out = DataFrame(jmodel.transform(df.withColumn(features_tmp, features)._jdf), spark)
-    prediction = F.when(source.isNotNull(), F.col(prediction_tmp))
-    return out.withColumn(prediction_col, prediction).drop(features_tmp, prediction_tmp)
+    def __init__(self, mllib_model: Any, uid: str, num_features: int) -> None:
+        self.mllib_model, self.uid, self.num_features = mllib_model, uid, num_features
+        self._prepared: dict[tuple[str, str], tuple[str, str, Column, Column, Any]] = {}
+
+    def _prepare(self, spark: Any, features_col: str, kind: str) -> tuple:
+        from pyspark.ml.functions import array_to_vector
+
+        tag = uuid.uuid4().hex
+        features_tmp = f"__sparkml_lloyd_features_{tag}"
+        prediction_tmp = f"__sparkml_lloyd_prediction_{tag}"
+        source = F.col(features_col)
+        ones = F.array_repeat(F.lit(1.0), self.num_features)
+        if kind == "array":
+            features = array_to_vector(
+                F.coalesce(source.cast(T.ArrayType(T.DoubleType())), ones))
+        else:
+            features = F.coalesce(source, array_to_vector(ones))
+        prediction = F.when(source.isNotNull(), F.col(prediction_tmp))
+        jvm = spark.sparkContext._jvm
+        jmodel = jvm.org.apache.spark.ml.clustering.KMeansModel(self.uid, self.mllib_model)
+        jmodel.setFeaturesCol(features_tmp).setPredictionCol(prediction_tmp)
+        return features_tmp, prediction_tmp, features, prediction, jmodel
+
+    def transform(self, df: DataFrame, features_col: str, prediction_col: str,
+                  kind: str) -> DataFrame:
+        """``df`` plus ``prediction_col``; ``kind`` is what :func:`check_prediction_input`
+        returned for ``features_col``."""
+        spark = df.sparkSession
+        key = (features_col, kind)
+        if key not in self._prepared:
+            self._prepared[key] = self._prepare(spark, features_col, kind)
+        features_tmp, prediction_tmp, features, prediction, jmodel = self._prepared[key]
+        out = DataFrame(jmodel.transform(df.withColumn(features_tmp, features)._jdf), spark)
+        return out.withColumn(prediction_col, prediction).drop(features_tmp, prediction_tmp)
 
 
 def spark_kmeans_model(

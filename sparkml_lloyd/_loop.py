@@ -84,7 +84,8 @@ class Coordinator:
         self.partitions = partitions
         self.connect_timeout = connect_timeout
         self.token = secrets.token_hex(_TOKEN_CHARS // 2)
-        self._server: socket.socket | None = socket.create_server((bind_host, 0))
+        family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+        self._server: socket.socket | None = socket.create_server((bind_host, 0), family=family)
         self.address = (advertise_host, self._server.getsockname()[1])
         self._conns: dict[int, socket.socket] = {}
 

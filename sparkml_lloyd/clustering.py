@@ -270,8 +270,9 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         )
         self._summary: LloydKMeansSummary | None = None
         #: Spark's mllib KMeansModel with these centers (a py4j object) and what it was built
-        #: for: (weakref to the SparkContext, distance measure, centers array, JVM model).
-        self._jvm_model: tuple[Any, str, np.ndarray, Any] | None = None
+        #: for: (weakref to the SparkContext, distance measure, centers array, JVM model,
+        #: the JvmAssigner around it).
+        self._jvm_model: tuple[Any, str, np.ndarray, Any, Any] | None = None
 
     def _require_centers(self) -> np.ndarray:
         if self._centers is None:
@@ -335,9 +336,8 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
             )
             return dataset.withColumn(prediction_col, col)
         kind = _engine.check_prediction_input(dataset, features_col, centers.shape[1])
-        return _engine.jvm_prediction(
-            dataset, features_col, prediction_col, kind,
-            self._mllib_model(dataset.sparkSession.sparkContext), self.uid, centers.shape[1],
+        return self._jvm_assigner(dataset.sparkSession.sparkContext).transform(
+            dataset, features_col, prediction_col, kind
         )
 
     def _mllib_model(self, sc: Any) -> Any:
@@ -349,8 +349,15 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
                 and cached[2] is centers):
             return cached[3]
         jmodel = _engine.mllib_kmeans_model(sc, centers, distance)
-        self._jvm_model = (weakref.ref(sc), distance, centers, jmodel)
+        assigner = _engine.JvmAssigner(jmodel, self.uid, centers.shape[1])
+        self._jvm_model = (weakref.ref(sc), distance, centers, jmodel, assigner)
         return jmodel
+
+    def _jvm_assigner(self, sc: Any) -> Any:
+        """The :class:`_engine.JvmAssigner` around :meth:`_mllib_model` (cached with it)."""
+        self._mllib_model(sc)
+        assert self._jvm_model is not None
+        return self._jvm_model[4]
 
     def __getstate__(self) -> dict[str, Any]:
         # The cached JVM model is a py4j handle: neither picklable nor worth copying.

@@ -107,6 +107,22 @@ def test_when_the_tasks_cannot_all_connect_the_fit_falls_back_and_says_so(
                and "one Spark job per pass" in r.getMessage() for r in caplog.records)
 
 
+def test_a_driver_that_cannot_listen_falls_back(spark, blobs_df, caplog, monkeypatch):
+    from sparkml_lloyd import _loop
+
+    params = {"k": 5, "seed": 3, "maxIter": 10, "tol": 0.0}
+    with conf(spark, loop="false"):
+        expected = outcome(LloydKMeans(**params).fit(blobs_df))
+
+    def cannot_listen(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("Address family not supported by protocol")
+
+    monkeypatch.setattr(_loop, "Coordinator", cannot_listen)
+    with caplog.at_level(logging.WARNING, logger="sparkml_lloyd"):
+        assert outcome(LloydKMeans(**params).fit(blobs_df)) == expected
+    assert any("executor loop not started" in r.getMessage() for r in caplog.records)
+
+
 def test_nothing_of_the_loop_outlives_the_fit(spark, blobs_df):
     before = set(threading.enumerate())
     LloydKMeans(k=5, seed=3, maxIter=10).fit(blobs_df)

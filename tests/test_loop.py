@@ -156,3 +156,20 @@ def test_close_is_idempotent_and_stops_listening(coordinator):
         coordinator.wait_for_tasks(problem=lambda: None)
     with pytest.raises(LoopBroken):
         coordinator.step(0, problem=lambda: None)
+
+
+def test_an_ipv6_driver_address_works():
+    """Where the host has IPv6 loopback; elsewhere listening fails with OSError, which the
+    engine turns into one Spark job per pass (tests/test_executor_loop.py)."""
+    try:
+        c = Coordinator(1, "::1", "::1", connect_timeout=5.0)
+    except OSError:
+        with pytest.raises(OSError):
+            socket.create_server(("::1", 0), family=socket.AF_INET6)
+        return
+    t, out = start_task(c, 0, lambda x: x + 1)
+    c.wait_for_tasks(problem=lambda: None)
+    assert c.step(41, problem=lambda: None) == [42]
+    c.close()
+    t.join(timeout=5)
+    assert out == {"steps": 1}
