@@ -365,17 +365,25 @@ def _blas_threads() -> Any:
     return _THREADPOOLS.limit(limits=ctx.cpus() if ctx else 1, user_api="blas")
 
 
-def _task_on_handles(
-    index: int, items: Iterable[tuple], fn: Callable[..., Any], centers_bc: Any,
-    kwargs: dict[str, Any],
-) -> Iterator[tuple[int, Any]]:
+def _open_blocks(items: Iterable[tuple]) -> list[Block] | None:
+    """The partition's blocks mapped from this host, or None if any is not here."""
     blocks = []
     for handle, _ in items:
         block = blockstore.open_block(handle) if handle is not None else None
         if block is None:
-            yield index, _MISS
-            return
+            return None
         blocks.append(block)
+    return blocks
+
+
+def _task_on_handles(
+    index: int, items: Iterable[tuple], fn: Callable[..., Any], centers_bc: Any,
+    kwargs: dict[str, Any],
+) -> Iterator[tuple[int, Any]]:
+    blocks = _open_blocks(items)
+    if blocks is None:
+        yield index, _MISS
+        return
     with _blas_threads():
         yield index, fn(blocks, centers_bc.value, **kwargs)
 
@@ -393,13 +401,7 @@ def _task_loop(
     address: tuple[str, int], token: str,
 ) -> Iterator[int]:
     """The executor loop's task: map the blocks once, then answer passes (see _loop)."""
-    blocks = []
-    for handle, _ in items:
-        block = blockstore.open_block(handle) if handle is not None else None
-        if block is None:
-            blocks = None
-            break
-        blocks.append(block)
+    blocks = _open_blocks(items)
 
     def compute(centers: np.ndarray) -> Any:
         with _blas_threads():
@@ -499,7 +501,6 @@ class _Passes:
         self.coordinator: _loop.Coordinator | None = None
         self.thread: threading.Thread | None = None
         self.tag = f"sparkml_lloyd-loop-{uuid.uuid4().hex}"
-        self.loop_steps = 0
         self._pending_since: float | None = None
         conf = data.spark.conf
         if conf.get(CONF_LOOP, "true").strip().lower() == "true":
@@ -577,10 +578,8 @@ class _Passes:
         """One pass at ``centers``: every partition's result, in partition order."""
         if self.coordinator is not None:
             try:
-                out = self.coordinator.step(
+                return self.coordinator.step(
                     np.ascontiguousarray(centers, dtype=np.float64), problem=self._job_problem)
-                self.loop_steps += 1
-                return out
             except _loop.LoopBroken as exc:
                 self._fall_back(exc)
         return self.data.run(self.fn, centers, **self.kwargs)
