@@ -950,6 +950,19 @@ def mllib_kmeans_model(
     return mllib(mllib(jlist).clusterCenters(), distance, float(training_cost), int(num_iter))
 
 
+def prediction_metadata(k: int) -> dict[str, Any]:
+    """The ML attribute metadata Spark's KMeansModel gives its prediction column: a nominal
+    attribute with ``k`` values (what ``StringIndexer``-style consumers read)."""
+    return {"ml_attr": {"num_vals": int(k), "type": "nominal"}}
+
+
+def has_column(df: DataFrame, name: str) -> bool:
+    """Whether ``df`` has a top-level column that ``name`` may resolve to (compared without
+    case, which is conservative under ``spark.sql.caseSensitive=true``)."""
+    lowered = name.lower()
+    return any(c.lower() == lowered for c in df.columns)
+
+
 class JvmAssigner:
     """Assigns in the JVM with Spark's own KMeansModel holding our centers (``mllib_model``,
     from :func:`mllib_kmeans_model`), keeping our behaviour around it.
@@ -963,16 +976,22 @@ class JvmAssigner:
     for a column whose schema rules out nulls it removes the wrapper (for vectors the plan is
     then the built-in's).
 
-    The JVM model and the Column expressions (each Column function is a py4j call, ~80 in
-    all: more than a small ``transform`` costs in the JVM) are built once per features column
-    and kept; a ``transform`` then costs a handful of py4j calls.
+    Each DataFrame operation of classic Spark analyses its query in the JVM (~5 ms here), which
+    is what a small ``transform`` costs besides Spark's own: so the common case (no column
+    named like ``prediction_col`` yet) takes three, ``select(*, features)``, Spark's
+    ``transform``, and ``select(<all but the temporaries>, prediction)``, with the JVM model and
+    every Column (each Column function is a py4j call) built once per column names and kept:
+    three py4j calls per ``transform``. Replacing an existing column goes through
+    ``withColumn`` and ``drop`` (two more analyses), which keep its position.
     """
 
-    def __init__(self, mllib_model: Any, uid: str, num_features: int) -> None:
-        self.mllib_model, self.uid, self.num_features = mllib_model, uid, num_features
-        self._prepared: dict[tuple[str, str], tuple[str, str, Column, Column, Any]] = {}
+    def __init__(self, mllib_model: Any, uid: str, num_features: int, k: int) -> None:
+        self.mllib_model, self.uid = mllib_model, uid
+        self.num_features, self.k = num_features, k
+        self._prepared: dict[tuple[str, str, str], _Prepared] = {}
 
-    def _prepare(self, spark: Any, features_col: str, kind: str) -> tuple:
+    def _prepare(self, df: DataFrame, features_col: str, kind: str,
+                 prediction_col: str) -> _Prepared:
         from pyspark.ml.functions import array_to_vector
 
         tag = uuid.uuid4().hex
@@ -985,23 +1004,51 @@ class JvmAssigner:
                 F.coalesce(source.cast(T.ArrayType(T.DoubleType())), ones))
         else:
             features = F.coalesce(source, array_to_vector(ones))
-        prediction = F.when(source.isNotNull(), F.col(prediction_tmp))
-        jvm = spark.sparkContext._jvm
-        jmodel = jvm.org.apache.spark.ml.clustering.KMeansModel(self.uid, self.mllib_model)
+        prediction = F.when(source.isNotNull(), F.col(prediction_tmp)).alias(
+            prediction_col, metadata=prediction_metadata(self.k))
+        sc = df.sparkSession.sparkContext
+        jmodel = sc._jvm.org.apache.spark.ml.clustering.KMeansModel(self.uid, self.mllib_model)
         jmodel.setFeaturesCol(features_tmp).setPredictionCol(prediction_tmp)
-        return features_tmp, prediction_tmp, features, prediction, jmodel
+        # every column but the two temporaries, as one unresolved regex (plan-independent)
+        others = df.colRegex(f"`(?s)(?!{features_tmp}$|{prediction_tmp}$).*`")
+        to_seq = sc._jvm.PythonUtils.toSeq
+        return _Prepared(
+            features_tmp, prediction_tmp, features, prediction, jmodel,
+            select_in=to_seq([F.col("*")._jc, features.alias(features_tmp)._jc]),
+            select_out=to_seq([others._jc, prediction._jc]),
+        )
 
     def transform(self, df: DataFrame, features_col: str, prediction_col: str,
                   kind: str) -> DataFrame:
         """``df`` plus ``prediction_col``; ``kind`` is what :func:`check_prediction_input`
         returned for ``features_col``."""
         spark = df.sparkSession
-        key = (features_col, kind)
+        key = (features_col, kind, prediction_col)
         if key not in self._prepared:
-            self._prepared[key] = self._prepare(spark, features_col, kind)
-        features_tmp, prediction_tmp, features, prediction, jmodel = self._prepared[key]
-        out = DataFrame(jmodel.transform(df.withColumn(features_tmp, features)._jdf), spark)
-        return out.withColumn(prediction_col, prediction).drop(features_tmp, prediction_tmp)
+            self._prepared[key] = self._prepare(df, features_col, kind, prediction_col)
+        p = self._prepared[key]
+        if not has_column(df, prediction_col):
+            return DataFrame(p.jmodel.transform(df._jdf.select(p.select_in)).select(
+                p.select_out), spark)
+        out = DataFrame(p.jmodel.transform(df.withColumn(p.features_tmp, p.features)._jdf),
+                        spark)
+        return out.withColumn(prediction_col, p.prediction).drop(p.features_tmp,
+                                                                 p.prediction_tmp)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What :class:`JvmAssigner` builds once per (features column, kind, prediction column):
+    temporary names, Columns, Spark's model set to them, and the two Java Seqs of Columns
+    that the common case selects."""
+
+    features_tmp: str
+    prediction_tmp: str
+    features: Column
+    prediction: Column
+    jmodel: Any
+    select_in: Any
+    select_out: Any
 
 
 def spark_kmeans_model(

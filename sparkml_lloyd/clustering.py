@@ -334,7 +334,8 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
             col = _engine.prediction_column(
                 dataset, features_col, centers, self.getDistanceMeasure()
             )
-            return dataset.withColumn(prediction_col, col)
+            return dataset.withColumn(prediction_col, col.alias(
+                prediction_col, metadata=_engine.prediction_metadata(centers.shape[0])))
         kind = _engine.check_prediction_input(dataset, features_col, centers.shape[1])
         return self._jvm_assigner(dataset.sparkSession.sparkContext).transform(
             dataset, features_col, prediction_col, kind
@@ -349,7 +350,7 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
                 and cached[2] is centers):
             return cached[3]
         jmodel = _engine.mllib_kmeans_model(sc, centers, distance)
-        assigner = _engine.JvmAssigner(jmodel, self.uid, centers.shape[1])
+        assigner = _engine.JvmAssigner(jmodel, self.uid, centers.shape[1], centers.shape[0])
         self._jvm_model = (weakref.ref(sc), distance, centers, jmodel, assigner)
         return jmodel
 

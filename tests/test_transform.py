@@ -31,6 +31,8 @@ NULL_ROWS = (0, 7, 19, 39)
 KINDS = ("dense", "sparse", "array<double>", "array<float>")
 DISTANCES = ("euclidean", "cosine")
 PATHS = ("jvm", "arrow")
+#: What Spark's KMeansModel.transform writes on its prediction column for K centers.
+SPARK_PREDICTION_METADATA = {"ml_attr": {"num_vals": K, "type": "nominal"}}
 
 
 def oracle(X: np.ndarray, centers: np.ndarray, distance: str) -> np.ndarray:
@@ -85,8 +87,10 @@ def features_df(spark: SparkSession, X: np.ndarray, kind: str) -> DataFrame:
 
 def expected_df(spark: SparkSession, df: DataFrame, labels: np.ndarray,
                 column: str = "prediction") -> DataFrame:
-    """``df`` with ``column`` = labels (null on NULL_ROWS) appended, built without the model."""
-    schema = T.StructType([*df.schema.fields, T.StructField(column, T.IntegerType())])
+    """``df`` with ``column`` = labels (null on NULL_ROWS) appended, built without the model;
+    the column carries the metadata Spark's KMeansModel gives it (K nominal values)."""
+    schema = T.StructType([*df.schema.fields, T.StructField(column, T.IntegerType(), True,
+                                                            SPARK_PREDICTION_METADATA)])
     rows = [(*row, None if i in NULL_ROWS else int(labels[i]))
             for i, row in enumerate(df.collect())]
     return spark.createDataFrame(rows, schema)
@@ -173,6 +177,35 @@ def test_with_column_semantics(spark, data, path):
     over = LloydKMeansModel(centers).setPredictionCol("features").transform(make_df(spark, X))
     assert over.columns == ["id", "features"]
     assert [r.features for r in over.orderBy("id").collect()] == labels
+
+
+def test_other_columns_pass_through_whatever_their_names(spark, data, path):
+    """Column names with dots, backticks, newlines, duplicates (after a join) and names like
+    our temporaries' come out as they went in, in order, with the prediction appended."""
+    X, centers = data
+    base = make_df(spark, X).select(
+        "id", "features", F.col("id").alias("a.b"), F.lit("t").alias("x`y"),
+        F.lit(2).alias("new\nline"), F.lit(3).alias("__sparkml_lloyd_features_0"))
+    df = base.join(spark.range(N).select(F.col("id").alias("id")), "id").select(
+        "*", F.col("`a.b`").alias("id"))
+    names = ["id", "features", "a.b", "x`y", "new\nline", "__sparkml_lloyd_features_0", "id"]
+    assert df.columns == names
+    out = LloydKMeansModel(centers).transform(df)
+    assert out.columns == [*names, "prediction"]
+    rows = sorted(out.collect(), key=lambda r: r[0])
+    assert [r[-1] for r in rows] == oracle(X, centers, "euclidean").tolist()
+    assert {(r[3], r[4], r[5]) for r in rows} == {("t", 2, 3)}
+    assert all(r[0] == r[2] == r[6] for r in rows)
+
+
+def test_the_prediction_column_carries_sparks_metadata(spark, data, path):
+    """The built-in's prediction column says it holds k nominal values; so does ours."""
+    X, centers = data
+    df = make_df(spark, X)
+    builtin = LloydKMeansModel(centers).toSparkModel().transform(df).schema["prediction"]
+    ours = LloydKMeansModel(centers).transform(df).schema["prediction"]
+    assert ours.metadata == builtin.metadata == SPARK_PREDICTION_METADATA
+    assert ours.dataType == builtin.dataType == T.IntegerType()
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -268,6 +301,25 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
     calls = py4j_calls.of(lambda: builtins.append(model.toSparkModel()))
     assert calls <= py4j_calls.of(small.toSparkModel) + 2, calls
     np.testing.assert_array_equal(np.array(builtins[0].clusterCenters()), centers)
+
+
+def test_a_transform_analyses_three_queries_in_three_py4j_calls(spark, data, py4j_calls):
+    """Each py4j call of a transform here makes the JVM analyse a query (~5 ms): once the
+    model and its Columns are built, a transform takes three (select the guarded features,
+    Spark's transform, select the result), however many columns the DataFrame has; replacing
+    an existing column (withColumn + drop) takes more."""
+    X, centers = data
+    df = features_df(spark, X, "dense").select(
+        "*", *[F.lit(i).alias(f"c{i}") for i in range(20)])
+    model = LloydKMeansModel(centers)
+    model.transform(df)
+    assert py4j_calls.of(lambda: model.transform(df)) == 3
+    replacing = df.withColumn("prediction", F.lit(0))
+    model.transform(replacing)
+    assert py4j_calls.of(lambda: model.transform(replacing)) > 3
+    assert [r.prediction for r in model.transform(replacing).collect()] == [
+        None if i in NULL_ROWS else int(v)
+        for i, v in enumerate(oracle(X, centers, "euclidean"))]
 
 
 def test_large_models_assign_in_an_arrow_udf_small_ones_in_the_jvm(spark, big, data):
