@@ -124,6 +124,11 @@ def iterations_for(cell: Cell, m1: int, m2: int, longer: bool) -> tuple[int, int
     return m1, m2
 
 
+#: A transform is timed this many times per round (a call at n = 1e5-1e6 takes 0.15-0.5 s,
+#: and calls scatter by +-0.1 s: three medians of one call each decided the verdict by noise).
+TRANSFORM_CALLS_PER_ROUND = 3
+
+
 @dataclass
 class Settings:
     """Everything that shapes one run (stored verbatim in the result JSON)."""
