@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import statistics
@@ -343,6 +344,35 @@ def host_files(pids: list[int], roots: tuple[str, ...] = HOST_FILE_ROOTS) -> dic
     return found
 
 
+class _FirstIteration(logging.Handler):
+    """Calls ``action`` when a ``sparkml_lloyd`` fit logs its first iteration."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__(logging.INFO)
+        self.action = action
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "iteration", None) == 1:
+            self.action()
+
+
+@contextlib.contextmanager
+def _on_first_iteration(action: Callable[[], None]) -> Any:
+    logger = logging.getLogger("sparkml_lloyd")
+    level, propagate = logger.level, logger.propagate
+    if not logger.isEnabledFor(logging.INFO):  # nothing printed that would not have been
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    handler = _FirstIteration(action)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 @dataclass
 class CacheProbe:
     """Polls, while a call runs, (a) Spark's storage info for RDDs that were not cached when
@@ -352,6 +382,9 @@ class CacheProbe:
 
     It calls into the JVM and scans ``/proc`` every ``interval`` seconds, so it is used only
     around an untimed warm-up fit (or, with warm-up off, the first ``maxIter = m1`` fit).
+    A fit of ours can be shorter than one poll (1e5 rows take ~0.1 s), so it also polls once
+    when our fit logs its first iteration (the ``sparkml_lloyd`` logger, raised to INFO and
+    kept from propagating for the call if it was quieter): the blocks exist then.
     """
 
     sc: SparkContext
@@ -391,20 +424,26 @@ class CacheProbe:
         before = cached_rdds(self.sc)
         known: set[str] = set()
         stop = threading.Event()
+        lock = threading.Lock()
+
+        def poll_once() -> None:
+            with lock:
+                self._poll_once(before, known)
 
         def poll() -> None:
             while True:
-                self._poll_once(before, known)
+                poll_once()
                 if stop.wait(self.interval):
                     return
 
-        thread = threading.Thread(target=poll, name="cache-probe", daemon=True)
-        thread.start()
-        try:
-            return fn()
-        finally:
-            stop.set()
-            thread.join()
+        with _on_first_iteration(poll_once):
+            thread = threading.Thread(target=poll, name="cache-probe", daemon=True)
+            thread.start()
+            try:
+                return fn()
+            finally:
+                stop.set()
+                thread.join()
 
     def to_json(self) -> dict[str, Any]:
         return {

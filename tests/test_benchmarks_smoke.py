@@ -94,3 +94,25 @@ def test_cheap_cells_run_more_iterations_unless_m2_is_given():
     assert build_settings(parse_args(["--grid", "default"])).longer_runs
     assert not build_settings(parse_args(["--grid", "default", "--m2", "8"])).longer_runs
     assert not build_settings(parse_args(["--grid", "smoke"])).longer_runs
+
+
+def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark):
+    """A fit of ours at 1e4 rows ends long before a 100 s poll interval comes round: the
+    probe still finds its block files (n x d x 8 bytes), by polling when the fit logs its
+    first iteration; and the logger is left as it was."""
+    import logging
+
+    import numpy as np
+
+    from benchmarks.measure import CacheProbe, driver_jvm_pid
+    from sparkml_lloyd import LloydKMeans
+    from tests.helpers import make_df
+
+    X = np.random.default_rng(3).normal(size=(10_000, 2))
+    df = make_df(spark, X)
+    logger = logging.getLogger("sparkml_lloyd")
+    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
+    probe = CacheProbe(spark.sparkContext, driver_jvm_pid(spark.sparkContext), interval=100.0)
+    probe.run(lambda: LloydKMeans(k=3, maxIter=2, initMode="random").fit(df))
+    assert probe.peak_host_file_bytes == X.nbytes, probe.to_json()
+    assert (logger.level, logger.propagate, logger.handlers) == (level, propagate, handlers)
