@@ -561,17 +561,22 @@ class _Passes:
         return None
 
     def _pending_tasks(self) -> int:
-        """Tasks of the loop's job not yet started (waiting for a slot)."""
+        """Tasks of the loop's job not yet started (waiting for a slot); 0 when Spark's status
+        tracker cannot tell (then only the connect timeout ends a stalled start)."""
         sc = self.data.sc
-        tracker = sc.statusTracker()
-        pending = 0
-        for job_id in sc._jsc.sc().statusTracker().getJobIdsForTag(self.tag):
-            job = tracker.getJobInfo(job_id)
-            for stage_id in job.stageIds if job else ():
-                stage = tracker.getStageInfo(stage_id)
-                if stage:
-                    pending += (stage.numTasks - stage.numActiveTasks
-                                - stage.numCompletedTasks)
+        try:
+            tracker = sc.statusTracker()
+            pending = 0
+            for job_id in sc._jsc.sc().statusTracker().getJobIdsForTag(self.tag):
+                job = tracker.getJobInfo(job_id)
+                for stage_id in job.stageIds if job else ():
+                    stage = tracker.getStageInfo(stage_id)
+                    if stage:
+                        pending += (stage.numTasks - stage.numActiveTasks
+                                    - stage.numCompletedTasks)
+        except Exception as exc:  # py4j or a status API this Spark does not have
+            logger.debug("cannot read the loop job's task status: %s", exc)
+            return 0
         return pending
 
     def run(self, centers: np.ndarray) -> list[Any]:

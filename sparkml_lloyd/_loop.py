@@ -22,11 +22,11 @@ from __future__ import annotations
 import hmac
 import pickle
 import secrets
-import select
+import selectors
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 #: Hello: token (hex, fixed length), partition index, status.
@@ -109,8 +109,7 @@ class Coordinator:
             reason = problem()
             if reason:
                 raise LoopBroken(reason)
-            ready, _, _ = select.select([server], [], [], min(remaining, 0.1))
-            if ready:
+            if _readable([server], min(remaining, 0.1)):
                 self._accept(server)
         server.close()
         self._server = None
@@ -149,7 +148,7 @@ class Coordinator:
             replies: dict[int, Any] = {}
             pending = {conn: index for index, conn in self._conns.items()}
             while pending:
-                ready, _, _ = select.select(list(pending), [], [], 1.0)
+                ready = _readable(pending, 1.0)
                 reason = None if ready else problem()
                 if reason:
                     raise LoopBroken(reason)
@@ -167,6 +166,16 @@ class Coordinator:
         conns, self._conns = self._conns, {}
         for conn in conns.values():
             _stop_quietly(conn)
+
+
+def _readable(socks: Iterable[socket.socket], timeout: float) -> list[socket.socket]:
+    """The sockets with something to read within ``timeout`` seconds. Through ``selectors``
+    (epoll on Linux): ``select.select`` refuses file descriptors >= 1024, which a driver with
+    many open files reaches."""
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        return [key.fileobj for key, _ in selector.select(timeout)]  # type: ignore[misc]
 
 
 def _stop_quietly(conn: socket.socket) -> None:

@@ -123,6 +123,32 @@ def test_a_driver_that_cannot_listen_falls_back(spark, blobs_df, caplog, monkeyp
     assert any("executor loop not started" in r.getMessage() for r in caplog.records)
 
 
+def test_a_status_tracker_that_fails_does_not_fail_the_fit(spark, blobs_df, monkeypatch):
+    """The loop watches its tasks through Spark's status tracker while they connect; if that
+    call fails, the loop still runs (ending in as few jobs) and the fit is the same."""
+    from pyspark import SparkContext
+
+    params = {"k": 5, "seed": 3, "maxIter": 10, "tol": 0.0}
+    with conf(spark, loop="false"):
+        expected = outcome(LloydKMeans(**params).fit(blobs_df))
+    with counting_jobs(spark) as looped_jobs:
+        LloydKMeans(**params).fit(blobs_df)
+    asked = []
+
+    def broken(self: Any) -> Any:
+        asked.append(1)
+        raise RuntimeError("no status tracker here")
+
+    monkeypatch.setattr(SparkContext, "statusTracker", broken)
+    with counting_jobs(spark) as jobs:
+        try:
+            got = outcome(LloydKMeans(**params).fit(blobs_df))
+        finally:
+            monkeypatch.undo()  # counting_jobs asks the tracker itself
+    assert got == expected and asked
+    assert len(jobs) == len(looped_jobs) < params["maxIter"], (jobs, looped_jobs)
+
+
 def test_nothing_of_the_loop_outlives_the_fit(spark, blobs_df):
     before = set(threading.enumerate())
     LloydKMeans(k=5, seed=3, maxIter=10).fit(blobs_df)

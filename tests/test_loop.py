@@ -173,3 +173,26 @@ def test_an_ipv6_driver_address_works():
     c.close()
     t.join(timeout=5)
     assert out == {"steps": 1}
+
+
+def test_file_descriptors_above_1024_work():
+    """A driver with many files open gets socket numbers >= 1024, which select.select
+    refuses; the loop must still connect and step."""
+    import os
+
+    held = [os.dup(0) for _ in range(1100)]
+    try:
+        c = Coordinator(2, "127.0.0.1", "127.0.0.1", connect_timeout=5.0)
+        try:
+            tasks = [start_task(c, i, lambda m, i=i: i + m) for i in range(2)]
+            c.wait_for_tasks(problem=lambda: None)
+            assert min(conn.fileno() for conn in c._conns.values()) >= 1024
+            assert c.step(10, problem=lambda: None) == [10, 11]
+        finally:
+            c.close()
+        for t, out in tasks:
+            t.join(timeout=5)
+            assert out == {"steps": 1}
+    finally:
+        for fd in held:
+            os.close(fd)
