@@ -441,5 +441,13 @@ def _read_centers(
             f"Cannot load LloydKMeansModel: {path!r} holds {len(rows)} centers but the "
             f"metadata says {expected}; the saved model is incomplete. Save it again."
         )
+    lengths = {r.clusterCenter.size for r in rows}
+    features = metadata.get("numFeatures")
+    if len(lengths) != 1 or (features is not None and lengths != {features}):
+        raise ValueError(
+            f"Cannot load LloydKMeansModel: {path!r} holds centers of length(s) "
+            f"{sorted(lengths)} but the metadata says numFeatures={features}; the saved "
+            "model is inconsistent. Save it again."
+        )
     model._centers = np.array([r.clusterCenter.toArray() for r in rows])
 

@@ -17,6 +17,7 @@ assigns in the JVM through Spark's KMeansModel).
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import re
 import shutil
@@ -100,6 +101,13 @@ class Inputs:
         shutil.copytree(model_path, self.folder("no-metadata-file"))
         for f in Path(self.folder("no-metadata-file"), "metadata").glob("part-*"):
             f.unlink()
+        shutil.copytree(model_path, self.folder("wrong-num-features"))
+        for f in Path(self.folder("wrong-num-features"), "metadata").glob("*part-*"):
+            if f.name.endswith(".crc"):
+                f.unlink()  # the checksum of the edited file would no longer match
+            else:
+                meta = json.loads(f.read_text())
+                f.write_text(json.dumps({**meta, "numFeatures": 5}) + "\n")
 
 
 @dataclass(frozen=True)
@@ -262,6 +270,10 @@ CASES: list[Case] = [
     Case("load of a stage whose metadata file is gone", "load", ValueError,
          lambda i: LloydKMeansModel.load(i.folder("no-metadata-file")),
          ("<dir>/no-metadata-file", "metadata", "unreadable", "Save it again"), None),
+    Case("load of a model whose centers disagree with its metadata", "load", ValueError,
+         lambda i: LloydKMeansModel.load(i.folder("wrong-num-features")),
+         ("<dir>/wrong-num-features", "length(s) [2]", "numFeatures=5", "Save it again"),
+         None),
     Case("LloydKMeans folder loaded as a model", "load", ValueError,
          lambda i: LloydKMeansModel.load(i.folder("estimator")),
          ("<dir>/estimator", "sparkml_lloyd.clustering.LloydKMeans,", "that class's load()"),
