@@ -3,9 +3,9 @@
 Driver side:
     :func:`fit` validates the input schema, writes every partition's numpy block once to its
     host's shared memory in one pass (which also validates every row and draws the seeding
-    sample) and caches only small handles (:class:`_Blocks`), initialises the centers, runs
-    the iterations in the executor loop (:class:`_Passes`: one long job whose tasks answer
-    every pass over a socket; else one job per pass, where a pass that misses a block
+    sample) and caches only small handles (:class:`_Blocks`), then runs the initialisation's
+    passes and the iterations in the executor loop (:class:`_Passes`: one long job whose tasks
+    answer every pass over a socket; else one job per pass, where a pass that misses a block
     recomputes it from the source lineage), takes a final pass for the cost and sizes, and
     releases everything it cached, broadcast or wrote, on success or failure. See
     docs/design.md.
@@ -397,13 +397,15 @@ def _task_on_data(
 
 
 def _task_loop(
-    index: int, items: Iterable[tuple], fn: Callable[..., Any], kwargs: dict[str, Any],
-    address: tuple[str, int], token: str,
+    index: int, items: Iterable[tuple], address: tuple[str, int], token: str,
 ) -> Iterator[int]:
-    """The executor loop's task: map the blocks once, then answer passes (see _loop)."""
+    """The executor loop's task: map the blocks once, then answer passes (see _loop). Each
+    pass is a message ``(fn, centers, kwargs)``: one of the ``*_pass`` functions above (sent
+    by reference, as pickle does with module-level functions) and its arguments."""
     blocks = _open_blocks(items)
 
-    def compute(centers: np.ndarray) -> Any:
+    def compute(message: tuple[Callable[..., Any], np.ndarray, dict[str, Any]]) -> Any:
+        fn, centers, kwargs = message
         with _blas_threads():
             return fn(blocks, centers, **kwargs)
 
@@ -484,7 +486,7 @@ CONF_LOOP_TIMEOUT = "spark.sparkml_lloyd.executorLoop.connectTimeout"
 
 
 class _Passes:
-    """Repeated passes of one function over the blocks with changing centers.
+    """The passes of a fit over its blocks: the initialisation's and every iteration's.
 
     Runs them in the executor loop (one long Spark job whose tasks answer every pass over a
     socket, see :mod:`sparkml_lloyd._loop`) when it can, else as one Spark job per pass
@@ -496,8 +498,8 @@ class _Passes:
     #: job holds the cores, e.g. a parallel fit of a CrossValidator).
     STALL_SECONDS = 2.0
 
-    def __init__(self, data: _Blocks, fn: Callable[..., Any], **kwargs: Any) -> None:
-        self.data, self.fn, self.kwargs = data, fn, kwargs
+    def __init__(self, data: _Blocks) -> None:
+        self.data = data
         self.coordinator: _loop.Coordinator | None = None
         self.thread: threading.Thread | None = None
         self.tag = f"sparkml_lloyd-loop-{uuid.uuid4().hex}"
@@ -519,8 +521,7 @@ class _Passes:
             logger.warning("executor loop not started (cannot listen on %s: %s); one Spark "
                            "job per pass", bind, exc)
             return
-        task = partial(_task_loop, fn=self.fn, kwargs=self.kwargs,
-                       address=coordinator.address, token=coordinator.token)
+        task = partial(_task_loop, address=coordinator.address, token=coordinator.token)
         rdd = self.data.handles.mapPartitionsWithIndex(task)
 
         def job() -> None:
@@ -579,15 +580,16 @@ class _Passes:
             return 0
         return pending
 
-    def run(self, centers: np.ndarray) -> list[Any]:
-        """One pass at ``centers``: every partition's result, in partition order."""
+    def run(self, fn: Callable[..., Any], centers: np.ndarray, **kwargs: Any) -> list[Any]:
+        """One pass of ``fn`` (a module-level ``*_pass`` function) at ``centers``: every
+        partition's result, in partition order."""
+        centers = np.ascontiguousarray(centers, dtype=np.float64)
         if self.coordinator is not None:
             try:
-                return self.coordinator.step(
-                    np.ascontiguousarray(centers, dtype=np.float64), problem=self._job_problem)
+                return self.coordinator.step((fn, centers, kwargs), problem=self._job_problem)
             except _loop.LoopBroken as exc:
                 self._fall_back(exc)
-        return self.data.run(self.fn, centers, **self.kwargs)
+        return self.data.run(fn, centers, **kwargs)
 
     def _fall_back(self, exc: Exception) -> None:
         logger.warning("executor loop stopped (%s); going on with one Spark job per pass", exc)
@@ -681,11 +683,11 @@ def _too_few_distinct(found: int, k: int) -> ValueError:
     )
 
 
-def _fill_to_k(data: _Blocks, centers: np.ndarray, cfg: FitConfig) -> np.ndarray:
+def _fill_to_k(passes: _Passes, centers: np.ndarray, cfg: FitConfig) -> np.ndarray:
     """Add distinct data points (lowest keys first) until there are k centers."""
     while centers.shape[0] < cfg.k:
-        found = [f for part in data.run(_topup_pass, centers, distance=cfg.distance,
-                                        seed=cfg.seed, m=cfg.k) for f in part]
+        found = [f for part in passes.run(_topup_pass, centers, distance=cfg.distance,
+                                          seed=cfg.seed, m=cfg.k) for f in part]
         if not found:
             raise _too_few_distinct(centers.shape[0], cfg.k)
         x, _keys = _distinct_rows(np.vstack([f[0] for f in found]),
@@ -695,15 +697,15 @@ def _fill_to_k(data: _Blocks, centers: np.ndarray, cfg: FitConfig) -> np.ndarray
 
 
 def _init_random(
-    data: _Blocks, diag: _Diag, cfg: FitConfig
+    passes: _Passes, diag: _Diag, cfg: FitConfig
 ) -> np.ndarray:
     """k distinct points with the smallest content keys: a uniform sample, seeded."""
     x, _ = _distinct_rows(np.vstack(diag.sample_x), np.concatenate(diag.sample_keys))
-    return _fill_to_k(data, x[: cfg.k], cfg)
+    return _fill_to_k(passes, x[: cfg.k], cfg)
 
 
 def _init_kmeans_parallel(
-    data: _Blocks, diag: _Diag, cfg: FitConfig
+    passes: _Passes, diag: _Diag, cfg: FitConfig
 ) -> np.ndarray:
     """k-means|| (Bahmani et al.) as in Spark: a random first center, ``initSteps`` rounds
     sampling about 2k points with probability proportional to weight x cost, then weighted
@@ -711,28 +713,28 @@ def _init_kmeans_parallel(
     sx, sk = np.vstack(diag.sample_x), np.concatenate(diag.sample_keys)
     candidates = sx[[int(np.argmin(sk))]]
     for step in range(cfg.init_steps):
-        total = sum(data.run(_cost_pass, candidates, distance=cfg.distance))
+        total = sum(passes.run(_cost_pass, candidates, distance=cfg.distance))
         if total <= 0:
             break
-        chosen = [c for part in data.run(_sample_pass, candidates, distance=cfg.distance,
-                                         seed=cfg.seed, stream=step + 1,
-                                         factor=2.0 * cfg.k / total) for c in part]
+        chosen = [c for part in passes.run(_sample_pass, candidates, distance=cfg.distance,
+                                           seed=cfg.seed, stream=step + 1,
+                                           factor=2.0 * cfg.k / total) for c in part]
         if chosen:
             new, _ = _distinct_rows(np.vstack([c[0] for c in chosen]),
                                     np.concatenate([c[1] for c in chosen]))
             candidates = np.vstack([candidates, new])
     candidates = np.unique(candidates, axis=0)  # sorted: independent of partition order
     if candidates.shape[0] <= cfg.k:
-        return _fill_to_k(data, candidates, cfg)
+        return _fill_to_k(passes, candidates, cfg)
     stats = K.merge_stats(
-        data.run(_stats_pass, candidates, distance=cfg.distance),
+        passes.run(_stats_pass, candidates, distance=cfg.distance),
         candidates.shape[0], candidates.shape[1],
     )
     weights = stats.weights
     keep = weights > 0
     candidates, weights = candidates[keep], weights[keep]
     if candidates.shape[0] <= cfg.k:
-        return _fill_to_k(data, candidates, cfg)
+        return _fill_to_k(passes, candidates, cfg)
     rng = np.random.default_rng(cfg.seed & 0xFFFFFFFFFFFFFFFF)
     start = K.kmeans_plus_plus(candidates, weights, cfg.k, rng, cfg.distance)
     centers, _ = K.lloyd(candidates, start, 30, 0.0, weights, cfg.distance)
@@ -777,10 +779,10 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
         diag = _merge_diagnostics(data.diagnostics())
         _raise_for_data(diag, cfg)
         d = next(iter(diag.lengths))
-        centers = _initial_centers(data, diag, cfg, d)
-
-        passes = _Passes(data, _stats_pass, distance=cfg.distance)
-        stats = K.merge_stats(passes.run(centers), cfg.k, d)
+        _check_initial_centers(cfg, d)
+        passes = _Passes(data)
+        centers = _initial_centers(passes, diag, cfg)
+        stats = K.merge_stats(passes.run(_stats_pass, centers, distance=cfg.distance), cfg.k, d)
         cost_history = [stats.cost]
         it = 0
         while it < cfg.max_iter:
@@ -794,7 +796,8 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
             centers = new
             # This pass measures the new centers (the cost and sizes of what transform assigns) and
             # gives the sums for the next update.
-            stats = K.merge_stats(passes.run(centers), cfg.k, d)
+            stats = K.merge_stats(passes.run(_stats_pass, centers, distance=cfg.distance),
+                                  cfg.k, d)
             cost_history.append(stats.cost)
             if np.all(moves <= cfg.tol):
                 break
@@ -809,21 +812,25 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
         data.release()
 
 
-def _initial_centers(
-    data: _Blocks, diag: _Diag, cfg: FitConfig, d: int
-) -> np.ndarray:
+def _check_initial_centers(cfg: FitConfig, d: int) -> None:
+    """Given initialCenters must have the data's number of features (checked before the
+    passes start)."""
+    c = cfg.initial_centers
+    if c is not None and c.shape[1] != d:
+        raise ValueError(
+            f"initialCenters has {c.shape[1]} columns but the vectors in "
+            f"featuresCol={cfg.features_col!r} have {d} features; give centers of {d} "
+            "numbers each."
+        )
+
+
+def _initial_centers(passes: _Passes, diag: _Diag, cfg: FitConfig) -> np.ndarray:
     if cfg.initial_centers is not None:
         c = cfg.initial_centers
-        if c.shape[1] != d:
-            raise ValueError(
-                f"initialCenters has {c.shape[1]} columns but the vectors in "
-                f"featuresCol={cfg.features_col!r} have {d} features; give centers of {d} "
-                "numbers each."
-            )
         return K.normalize_rows(c) if cfg.distance == K.COSINE else c.copy()
     if cfg.init_mode == "random":
-        return _init_random(data, diag, cfg)
-    return _init_kmeans_parallel(data, diag, cfg)
+        return _init_random(passes, diag, cfg)
+    return _init_kmeans_parallel(passes, diag, cfg)
 
 
 # --------------------------------------------------------------------------------------

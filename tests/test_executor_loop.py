@@ -93,6 +93,29 @@ def test_with_the_loop_the_number_of_jobs_does_not_grow_with_the_iterations(spar
     assert jobs[("false", 40)] - jobs[("false", 5)] == 35, jobs  # one job per iteration
 
 
+def test_the_initialisation_passes_ride_the_loop_too(spark, blobs_df):
+    """k-means|| makes 2 passes per initStep and one to weight the candidates: without the
+    loop each is a Spark job; with it the fit takes as many jobs as one given its initial
+    centers (no initialisation pass) or a random one (none here), with the same bits as
+    without the loop."""
+    LloydKMeans(k=5, maxIter=1).fit(blobs_df)  # the first fit on it also fills the cache
+    jobs = {}
+    for name, params in {"given": {"initialCenters": np.eye(5, 4)},
+                         "k-means||": {"initSteps": 4},
+                         "random": {"initMode": "random"}}.items():
+        for loop in ("true", "false"):
+            with conf(spark, loop=loop), counting_jobs(spark) as ids:
+                fitted = outcome(LloydKMeans(k=5, seed=7, maxIter=3, **params).fit(blobs_df))
+            jobs[(name, loop)] = len(ids)
+            if loop == "true":
+                looped = fitted
+            else:
+                assert fitted == looped, name
+    assert jobs[("k-means||", "true")] == jobs[("given", "true")] == jobs[("random", "true")], jobs
+    # one job per pass without the loop: the 2 x 4 + 1 initialisation passes and >= 1 more
+    assert jobs[("k-means||", "false")] - jobs[("k-means||", "true")] >= 2 * 4 + 1, jobs
+
+
 def test_when_the_tasks_cannot_all_connect_the_fit_falls_back_and_says_so(
     spark, blobs_df, caplog
 ):
