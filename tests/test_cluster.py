@@ -392,9 +392,19 @@ def test_fit_survives_the_loss_of_an_executor(
 
 
 def _a_python_worker(cluster: StandaloneCluster) -> int | None:
-    """A Python worker of an executor: while the driver holds still mid-fit, the workers
-    there run the executor loop's tasks (each 1-core executor runs one task at a time)."""
-    return next(iter(python_worker_pids(executor_pids(cluster), kind="worker")), None)
+    """A Python worker of an executor that runs an executor loop's task: the one that has a
+    block file of the fit mapped (the loop's task keeps its blocks mapped while it serves;
+    an idle worker, e.g. the one that wrote the blocks, does not)."""
+    from sparkml_lloyd._blockstore import PREFIX
+
+    for pid in python_worker_pids(executor_pids(cluster), kind="worker"):
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                if f"/{PREFIX}" in maps.read():
+                    return pid
+        except OSError:
+            continue
+    return None
 
 
 def test_fit_survives_the_loss_of_a_python_worker(
