@@ -838,9 +838,9 @@ def _initial_centers(passes: _Passes, diag: _Diag, cfg: FitConfig) -> np.ndarray
 # --------------------------------------------------------------------------------------
 #
 # Two paths (see docs/design.md, "Transform"): in classic Spark the assignment runs in the JVM,
-# through Spark's own KMeansModel holding our centers, with null handling and the checks
-# around it (:class:`JvmAssigner`); under Spark Connect, where no JVM is reachable, an Arrow
-# UDF runs the numpy kernel (:func:`prediction_column`).
+# by the UDF of Spark's own KMeansModel holding our centers, guarded for nulls, in one Column
+# (:class:`JvmAssigner`); under Spark Connect, where no JVM is reachable, and for large
+# models, an Arrow UDF runs the numpy kernel (:func:`prediction_column`).
 
 
 def check_prediction_input(df: DataFrame, features_col: str, num_features: int) -> str:
@@ -923,13 +923,12 @@ def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray,
                       distance: str) -> Column:
     """A Column of cluster indices computed by a vectorised Arrow UDF (the Spark Connect path).
 
-    A vector length that differs from the model's fails here, eagerly, when the column's ML
-    attribute metadata declares it (:func:`check_prediction_input`); otherwise at the action,
-    inside the UDF (a PythonException whose message names both lengths).
+    Call :func:`check_prediction_input` first: a vector length that differs from the model's
+    fails there, eagerly, when the column's ML attribute metadata declares it; otherwise it
+    fails at the action, inside the UDF (a PythonException whose message names both lengths).
     """
     from pyspark.sql.functions import arrow_udf
 
-    check_prediction_input(df, features_col, centers.shape[1])
     features = features_as_array(df, features_col)
     centers = unit_centers(centers, distance)
 
@@ -968,99 +967,84 @@ def prediction_metadata(k: int) -> dict[str, Any]:
     return {"ml_attr": {"num_vals": int(k), "type": "nominal"}}
 
 
-def has_column(df: DataFrame, name: str) -> bool:
-    """Whether ``df`` has a top-level column that ``name`` may resolve to (compared without
-    case, which is conservative under ``spark.sql.caseSensitive=true``)."""
-    lowered = name.lower()
-    return any(c.lower() == lowered for c in df.columns)
-
-
 class JvmAssigner:
     """Assigns in the JVM with Spark's own KMeansModel holding our centers (``mllib_model``,
-    from :func:`mllib_kmeans_model`), keeping our behaviour around it.
+    from :func:`mllib_kmeans_model`), keeping our behaviour around it, in one Column.
 
-    Around Spark's model: it sees the features with null rows replaced by a dummy vector of
-    ones (it raises on null), and the prediction of a null row is set back to null; arrays
-    become vectors (it takes arrays only when their type rules out null elements); it writes to
-    a temporary column (it refuses an existing one), which goes to the prediction column with
-    ``withColumn`` semantics; the temporary columns are dropped. Spark's optimizer folds all
-    this into one projection, ``CASE WHEN isnotnull(f) THEN UDF(coalesce(f, ones)) END``, and
-    for a column whose schema rules out nulls it removes the wrapper (for vectors the plan is
-    then the built-in's).
+    Spark's model builds its assignment UDF inside ``transform`` and exposes none, so the UDF
+    is taken, once per assigner, from the analysed plan of Spark's ``transform`` on an empty
+    DataFrame (:func:`spark_prediction_udf`) and set on the user's features column. The
+    prediction is then ``CASE WHEN f IS NOT NULL THEN UDF(f) END`` (arrays enter as
+    ``array_to_vector(cast(f))``), with Spark's metadata: null rows get null where Spark's
+    model would raise; ``CASE WHEN`` is how Spark's docs say to keep a null from a UDF (its
+    branches are evaluated only when taken), and for a column whose schema rules out nulls the
+    optimizer removes it, leaving the built-in's plan. A ``transform`` is then one
+    ``withColumn``: one query analysis, one py4j call, as the built-in's.
 
-    Each DataFrame operation of classic Spark analyses its query in the JVM (~5 ms here), which
-    is what a small ``transform`` costs besides Spark's own: so the common case (no column
-    named like ``prediction_col`` yet) takes three, ``select(*, features)``, Spark's
-    ``transform``, and ``select(<all but the temporaries>, prediction)``, with the JVM model and
-    every Column (each Column function is a py4j call) built once per column names and kept:
-    three py4j calls per ``transform``. Replacing an existing column goes through
-    ``withColumn`` and ``drop`` (two more analyses), which keep its position.
+    The UDF is read from Spark's internals (the catalyst plan); where it is not the expected
+    ``Project [..., ScalaUDF(features) AS prediction]`` (another Spark version),
+    :meth:`prediction` returns ``None`` and the model assigns with the Arrow UDF instead,
+    after one warning.
     """
 
-    def __init__(self, mllib_model: Any, uid: str, num_features: int, k: int) -> None:
-        self.mllib_model, self.uid = mllib_model, uid
-        self.num_features, self.k = num_features, k
-        self._prepared: dict[tuple[str, str, str], _Prepared] = {}
+    def __init__(self, mllib_model: Any, uid: str, k: int) -> None:
+        self.mllib_model, self.uid, self.k = mllib_model, uid, k
+        self._udf: Any = None  # Spark's ScalaUDF, or False when it could not be taken
+        self._columns: dict[tuple[str, str, str], Column | None] = {}
 
-    def _prepare(self, df: DataFrame, features_col: str, kind: str,
-                 prediction_col: str) -> _Prepared:
+    def prediction(self, df: DataFrame, features_col: str, kind: str,
+                   prediction_col: str) -> Column | None:
+        """The prediction Column (aliased ``prediction_col``, with Spark's metadata) for
+        ``df``, built once per column names and kind; ``kind`` is what
+        :func:`check_prediction_input` returned. ``None`` when Spark's UDF is unavailable."""
+        key = (features_col, kind, prediction_col)
+        if key not in self._columns:
+            self._columns[key] = self._build(df.sparkSession, features_col, kind,
+                                             prediction_col)
+        return self._columns[key]
+
+    def _build(self, spark: Any, features_col: str, kind: str,
+               prediction_col: str) -> Column | None:
         from pyspark.ml.functions import array_to_vector
 
-        tag = uuid.uuid4().hex
-        features_tmp = f"__sparkml_lloyd_features_{tag}"
-        prediction_tmp = f"__sparkml_lloyd_prediction_{tag}"
+        if self._udf is None:
+            try:
+                self._udf = spark_prediction_udf(spark, self.mllib_model, self.uid)
+            except Exception as exc:  # a py4j error or another plan: not worth a failure
+                logger.warning("transform: Spark's KMeansModel UDF could not be taken from "
+                               "its plan (%s); assigning with the Arrow UDF instead.", exc)
+                self._udf = False
+        if self._udf is False:
+            return None
+        jvm = spark.sparkContext._jvm
         source = F.col(features_col)
-        ones = F.array_repeat(F.lit(1.0), self.num_features)
-        if kind == "array":
-            features = array_to_vector(
-                F.coalesce(source.cast(T.ArrayType(T.DoubleType())), ones))
-        else:
-            features = F.coalesce(source, array_to_vector(ones))
-        prediction = F.when(source.isNotNull(), F.col(prediction_tmp)).alias(
+        features = (array_to_vector(source.cast(T.ArrayType(T.DoubleType())))
+                    if kind == "array" else source)
+        convert = jvm.org.apache.spark.sql.classic.ExpressionUtils
+        assign = self._udf.withNewChildren(
+            jvm.PythonUtils.toSeq([convert.expression(features._jc)]))
+        return F.when(source.isNotNull(), Column(convert.column(assign))).alias(
             prediction_col, metadata=prediction_metadata(self.k))
-        sc = df.sparkSession.sparkContext
-        jmodel = sc._jvm.org.apache.spark.ml.clustering.KMeansModel(self.uid, self.mllib_model)
-        jmodel.setFeaturesCol(features_tmp).setPredictionCol(prediction_tmp)
-        # every column but the two temporaries, as one unresolved regex (plan-independent)
-        others = df.colRegex(f"`(?s)(?!{features_tmp}$|{prediction_tmp}$).*`")
-        to_seq = sc._jvm.PythonUtils.toSeq
-        return _Prepared(
-            features_tmp, prediction_tmp, features, prediction, jmodel,
-            select_in=to_seq([F.col("*")._jc, features.alias(features_tmp)._jc]),
-            select_out=to_seq([others._jc, prediction._jc]),
-        )
-
-    def transform(self, df: DataFrame, features_col: str, prediction_col: str,
-                  kind: str) -> DataFrame:
-        """``df`` plus ``prediction_col``; ``kind`` is what :func:`check_prediction_input`
-        returned for ``features_col``."""
-        spark = df.sparkSession
-        key = (features_col, kind, prediction_col)
-        if key not in self._prepared:
-            self._prepared[key] = self._prepare(df, features_col, kind, prediction_col)
-        p = self._prepared[key]
-        if not has_column(df, prediction_col):
-            return DataFrame(p.jmodel.transform(df._jdf.select(p.select_in)).select(
-                p.select_out), spark)
-        out = DataFrame(p.jmodel.transform(df.withColumn(p.features_tmp, p.features)._jdf),
-                        spark)
-        return out.withColumn(prediction_col, p.prediction).drop(p.features_tmp,
-                                                                 p.prediction_tmp)
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """What :class:`JvmAssigner` builds once per (features column, kind, prediction column):
-    temporary names, Columns, Spark's model set to them, and the two Java Seqs of Columns
-    that the common case selects."""
-
-    features_tmp: str
-    prediction_tmp: str
-    features: Column
-    prediction: Column
-    jmodel: Any
-    select_in: Any
-    select_out: Any
+def spark_prediction_udf(spark: Any, mllib_model: Any, uid: str) -> Any:
+    """The ``ScalaUDF`` expression (a py4j handle) with which Spark's ml KMeansModel around
+    ``mllib_model`` assigns: the last item of the analysed plan of its ``transform`` of an
+    empty DataFrame, ``Project [features, UDF(features) AS prediction]``. Raises
+    ``RuntimeError`` when the plan has another shape."""
+    jmodel = spark.sparkContext._jvm.org.apache.spark.ml.clustering.KMeansModel(
+        uid, mllib_model)
+    jmodel.setFeaturesCol("features").setPredictionCol("prediction")
+    empty = spark.createDataFrame([], T.StructType([T.StructField("features", VectorUDT())]))
+    plan = jmodel.transform(empty._jdf).queryExecution().analyzed()
+    if plan.getClass().getSimpleName() == "Project":
+        items = plan.projectList()
+        last = items.apply(items.size() - 1)
+        if last.getClass().getSimpleName() == "Alias":
+            udf = last.child()
+            if udf.getClass().getSimpleName() == "ScalaUDF" and udf.children().size() == 1:
+                return udf
+    raise RuntimeError(f"unexpected plan of KMeansModel.transform: {plan.toString()!r}")
 
 
 def spark_kmeans_model(

@@ -330,16 +330,16 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         centers = self._require_centers()
         features_col, prediction_col = self.getFeaturesCol(), self.getPredictionCol()
-        if _engine.use_arrow_path(centers):  # Spark Connect, or a large k x d: numpy kernel
+        kind = _engine.check_prediction_input(dataset, features_col, centers.shape[1])
+        col = None
+        if not _engine.use_arrow_path(centers):  # classic Spark, small k x d: Spark's UDF
+            col = self._jvm_assigner(dataset.sparkSession.sparkContext).prediction(
+                dataset, features_col, kind, prediction_col)
+        if col is None:  # Spark Connect, a large k x d, or no UDF to take: numpy kernel
             col = _engine.prediction_column(
                 dataset, features_col, centers, self.getDistanceMeasure()
-            )
-            return dataset.withColumn(prediction_col, col.alias(
-                prediction_col, metadata=_engine.prediction_metadata(centers.shape[0])))
-        kind = _engine.check_prediction_input(dataset, features_col, centers.shape[1])
-        return self._jvm_assigner(dataset.sparkSession.sparkContext).transform(
-            dataset, features_col, prediction_col, kind
-        )
+            ).alias(prediction_col, metadata=_engine.prediction_metadata(centers.shape[0]))
+        return dataset.withColumn(prediction_col, col)
 
     def _mllib_model(self, sc: Any) -> Any:
         """Spark's mllib KMeansModel with our centers, built once per SparkContext, distance
@@ -350,7 +350,7 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
                 and cached[2] is centers):
             return cached[3]
         jmodel = _engine.mllib_kmeans_model(sc, centers, distance)
-        assigner = _engine.JvmAssigner(jmodel, self.uid, centers.shape[1], centers.shape[0])
+        assigner = _engine.JvmAssigner(jmodel, self.uid, centers.shape[0])
         self._jvm_model = (weakref.ref(sc), distance, centers, jmodel, assigner)
         return jmodel
 

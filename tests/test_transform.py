@@ -163,7 +163,7 @@ def test_a_non_nullable_column(spark, data, path):
 
 def test_with_column_semantics(spark, data, path):
     """An existing predictionCol is replaced in place (as withColumn does), also when it is
-    the features column itself; user columns named like our temporaries are kept."""
+    the features column itself; other columns are kept."""
     X, centers = data
     labels = oracle(X, centers, "euclidean").tolist()
     df = make_df(spark, X).withColumn("prediction", F.lit("old")).withColumn(
@@ -303,21 +303,59 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
     np.testing.assert_array_equal(np.array(builtins[0].clusterCenters()), centers)
 
 
-def test_a_transform_analyses_three_queries_in_three_py4j_calls(spark, data, py4j_calls):
-    """Each py4j call of a transform here makes the JVM analyse a query (~5 ms): once the
-    model and its Columns are built, a transform takes three (select the guarded features,
-    Spark's transform, select the result), however many columns the DataFrame has; replacing
-    an existing column (withColumn + drop) takes more."""
+def test_a_transform_is_one_py4j_call_like_the_builtins(spark, data, py4j_calls):
+    """Each DataFrame operation makes the JVM analyse a query (~5 ms here): once the model
+    and its Column are built, a transform is one ``withColumn``, one py4j call, however many
+    columns the DataFrame has and also when it replaces an existing column; Spark's own
+    model takes more (it sends its params to the JVM on every call)."""
     X, centers = data
     df = features_df(spark, X, "dense").select(
         "*", *[F.lit(i).alias(f"c{i}") for i in range(20)])
     model = LloydKMeansModel(centers)
     model.transform(df)
-    assert py4j_calls.of(lambda: model.transform(df)) == 3
+    assert py4j_calls.of(lambda: model.transform(df)) == 1
     replacing = df.withColumn("prediction", F.lit(0))
     model.transform(replacing)
-    assert py4j_calls.of(lambda: model.transform(replacing)) > 3
+    assert py4j_calls.of(lambda: model.transform(replacing)) == 1
+    builtin = model.toSparkModel()
+    builtin.transform(df)
+    assert py4j_calls.of(lambda: builtin.transform(df)) > 1
     assert [r.prediction for r in model.transform(replacing).collect()] == [
+        None if i in NULL_ROWS else int(v)
+        for i, v in enumerate(oracle(X, centers, "euclidean"))]
+
+
+def test_the_jvm_path_is_sparks_udf_under_a_null_guard(spark, data):
+    """The plan is the built-in's projection, ``UDF(features)``, inside ``CASE WHEN
+    isnotnull(features)``: no other expression around Spark's UDF, and one projection."""
+    X, centers = data
+    df = features_df(spark, X, "dense")
+    plan = physical_plan(LloydKMeansModel(centers).transform(df))
+    assert "CASE WHEN isnotnull(features#" in plan and "THEN UDF(features#" in plan, plan
+    assert plan.count("Project [") == 1 and "coalesce" not in plan, plan
+
+
+def test_without_sparks_udf_the_model_assigns_with_the_arrow_udf(spark, data, monkeypatch,
+                                                                  caplog):
+    """Spark's UDF is read from its plan (internals); if that fails (another Spark version),
+    transform warns once and runs the numpy kernel instead, with the same results."""
+    X, centers = data
+
+    def unavailable(*args: Any) -> Any:
+        raise RuntimeError("unexpected plan of KMeansModel.transform: 'Window [...]'")
+
+    monkeypatch.setattr(_engine, "spark_prediction_udf", unavailable)
+    model = LloydKMeansModel(centers)
+    df = features_df(spark, X, "dense")
+    with caplog.at_level("WARNING", logger="sparkml_lloyd"):
+        out = model.transform(df)
+        model.transform(df)
+    assert [r.message for r in caplog.records if "Arrow UDF instead" in r.message] == [
+        "transform: Spark's KMeansModel UDF could not be taken from its plan (unexpected "
+        "plan of KMeansModel.transform: 'Window [...]'); assigning with the Arrow UDF instead."]
+    assert "ArrowEvalPython" in physical_plan(out)
+    assert out.schema["prediction"].metadata == SPARK_PREDICTION_METADATA
+    assert [r.prediction for r in out.collect()] == [
         None if i in NULL_ROWS else int(v)
         for i, v in enumerate(oracle(X, centers, "euclidean"))]
 
