@@ -335,6 +335,11 @@ def _transform_calls(record: dict[str, Any]) -> str:
     return "/".join(str(n) for n in sorted(counts)) or "0"
 
 
+def _spread(raw: list[float]) -> str:
+    """The fastest and slowest of a model's timed calls: ``"0.43-0.68"``."""
+    return f"{min(raw):.2f}-{max(raw):.2f}" if raw else "-"
+
+
 def _first_calls(t: dict[str, Any]) -> str:
     """The untimed first transform of each model (older records have none)."""
     ours, builtin = t["ours"].get("first_call_seconds"), t["builtin"].get("first_call_seconds")
@@ -389,11 +394,12 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
             _fmt_x(t["ratio"]), _fmt_x(t.get("cpu_ratio")),
             f"{t['rows_per_second_ours'] / 1e6:.3g} M",
             "yes" if t["predictions_agree"] else "**NO**",
+            f"{_spread(t['ours']['raw'])} / {_spread(t['builtin']['raw'])}",
             _first_calls(t),
         ])
     lines += _table(["cell", "ours s", "built-in s", "ours / built-in", "CPU ours / built-in",
-                     "ours rows/s", "same prediction sum", "first call ours / built-in s"],
-                    rows)
+                     "ours rows/s", "same prediction sum", "calls ours / built-in: min-max s",
+                     "first call ours / built-in s"], rows)
     return [*lines, ""]
 
 

@@ -13,8 +13,10 @@ swaps the old folder out only after the new one is whole.
 from __future__ import annotations
 
 import posixpath
+import re
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from pyspark.ml.param import Params
@@ -49,6 +51,22 @@ class _FileSystem:
     def rename(self, src: str, dst: str) -> None:
         if not self._fs.rename(self._Path(src), self._Path(dst)):
             raise OSError(f"Could not rename {src!r} to {dst!r}.")
+
+    def siblings(self, path: str, tag: str) -> list[str]:
+        """The hidden siblings :func:`_sibling` named for ``path`` and ``tag`` that exist
+        (none when the folder cannot be listed)."""
+        head, tail = posixpath.split(path.rstrip("/"))
+        escape = partial(_GLOB_SPECIAL.sub, r"\\\1")
+        pattern = posixpath.join(escape(head), f".{escape(tail)}.{tag}-*")
+        try:
+            statuses = self._fs.globStatus(self._Path(pattern))
+        except Exception:  # a py4j error: no permission to list, ...
+            return []
+        return sorted(posixpath.join(head, s.getPath().getName()) for s in statuses or [])
+
+
+#: Characters a Hadoop glob pattern treats specially (escaped with a backslash).
+_GLOB_SPECIAL = re.compile(r"([\\{}\[\]*?^])")
 
 
 def _sibling(path: str, tag: str) -> str:
@@ -129,9 +147,13 @@ class CheckedReader(MLReader[S], Generic[S]):
         name = self.cls.__name__
         fs = _FileSystem(spark, path)
         if not fs.exists(path):
+            replaced = fs.siblings(path, "replaced")
             raise StageNotFoundError(
-                f"Cannot load {name}: {path!r} does not exist. Give the path that was passed "
-                "to save()."
+                f"Cannot load {name}: {path!r} does not exist. " + (
+                    f"An overwrite() save to it was interrupted between its two renames; "
+                    f"the stage saved there before is in {replaced[-1]!r}: rename that "
+                    "folder to the path and load again." if replaced else
+                    "Give the path that was passed to save().")
             )
         if not fs.exists(posixpath.join(path, "metadata")):
             raise ValueError(
