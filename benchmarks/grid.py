@@ -124,9 +124,11 @@ def iterations_for(cell: Cell, m1: int, m2: int, longer: bool) -> tuple[int, int
     return m1, m2
 
 
-#: A transform is timed this many times per round (a call at n = 1e5-1e6 takes 0.15-0.5 s,
-#: and calls scatter by +-0.1 s: three medians of one call each decided the verdict by noise).
-TRANSFORM_CALLS_PER_ROUND = 3
+#: A transform is timed this many times per round. A call at n = 1e5-1e6 takes 0.1-0.7 s and
+#: calls scatter by +-0.15 s; with both models running the same JVM plan, the ratio of two
+#: medians of 9 calls still moved by +-5% (run 20261127T161015Z: 1.03x at (1e6, 20, 20) with
+#: ranges 0.44-0.72 s ours and 0.51-0.70 s built-in), so 21 calls per model.
+TRANSFORM_CALLS_PER_ROUND = 7
 
 
 @dataclass
