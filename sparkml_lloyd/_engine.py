@@ -1005,17 +1005,22 @@ class JvmAssigner:
 
     def _build(self, spark: Any, features_col: str, kind: str,
                prediction_col: str) -> Column | None:
-        from pyspark.ml.functions import array_to_vector
-
-        if self._udf is None:
-            try:
-                self._udf = spark_prediction_udf(spark, self.mllib_model, self.uid)
-            except Exception as exc:  # a py4j error or another plan: not worth a failure
-                logger.warning("transform: Spark's KMeansModel UDF could not be taken from "
-                               "its plan (%s); assigning with the Arrow UDF instead.", exc)
-                self._udf = False
         if self._udf is False:
             return None
+        try:
+            if self._udf is None:
+                self._udf = spark_prediction_udf(spark, self.mllib_model, self.uid)
+            return self._guarded(spark, features_col, kind, prediction_col)
+        except Exception as exc:  # a py4j error or another plan: not worth a failure
+            logger.warning("transform: Spark's KMeansModel UDF could not be used (%s); "
+                           "assigning with the Arrow UDF instead.", exc)
+            self._udf = False
+            return None
+
+    def _guarded(self, spark: Any, features_col: str, kind: str,
+                 prediction_col: str) -> Column:
+        from pyspark.ml.functions import array_to_vector
+
         jvm = spark.sparkContext._jvm
         source = F.col(features_col)
         features = (array_to_vector(source.cast(T.ArrayType(T.DoubleType())))

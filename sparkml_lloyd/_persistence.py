@@ -53,8 +53,8 @@ class _FileSystem:
             raise OSError(f"Could not rename {src!r} to {dst!r}.")
 
     def siblings(self, path: str, tag: str) -> list[str]:
-        """The hidden siblings :func:`_sibling` named for ``path`` and ``tag`` that exist
-        (none when the folder cannot be listed)."""
+        """The hidden siblings :func:`_sibling` named for ``path`` and ``tag`` that exist,
+        oldest first (none when the folder cannot be listed)."""
         head, tail = posixpath.split(path.rstrip("/"))
         escape = partial(_GLOB_SPECIAL.sub, r"\\\1")
         pattern = posixpath.join(escape(head), f".{escape(tail)}.{tag}-*")
@@ -62,7 +62,8 @@ class _FileSystem:
             statuses = self._fs.globStatus(self._Path(pattern))
         except Exception:  # a py4j error: no permission to list, ...
             return []
-        return sorted(posixpath.join(head, s.getPath().getName()) for s in statuses or [])
+        found = sorted((s.getModificationTime(), s.getPath().getName()) for s in statuses or [])
+        return [posixpath.join(head, name) for _, name in found]
 
 
 #: Characters a Hadoop glob pattern treats specially (escaped with a backslash).
@@ -73,6 +74,20 @@ def _sibling(path: str, tag: str) -> str:
     path = path.rstrip("/")
     head, tail = posixpath.split(path)
     return posixpath.join(head, f".{tail}.{tag}-{uuid.uuid4().hex[:12]}")
+
+
+def _missing(name: str, path: str, replaced: list[str]) -> str:
+    """The message of loading a path that does not exist; ``replaced`` are the folders that
+    interrupted ``overwrite()`` saves moved aside, oldest first."""
+    head = f"Cannot load {name}: {path!r} does not exist. "
+    if not replaced:
+        return head + "Give the path that was passed to save()."
+    older = f" ({len(replaced) - 1} older such folders exist too.)" if len(replaced) > 1 else ""
+    return head + (
+        "An overwrite() save to it was interrupted between its two renames; the stage saved "
+        f"there before is in {replaced[-1]!r}: rename that folder to the path and load "
+        f"again.{older}"
+    )
 
 
 class AtomicWriter(MLWriter):
@@ -147,14 +162,7 @@ class CheckedReader(MLReader[S], Generic[S]):
         name = self.cls.__name__
         fs = _FileSystem(spark, path)
         if not fs.exists(path):
-            replaced = fs.siblings(path, "replaced")
-            raise StageNotFoundError(
-                f"Cannot load {name}: {path!r} does not exist. " + (
-                    f"An overwrite() save to it was interrupted between its two renames; "
-                    f"the stage saved there before is in {replaced[-1]!r}: rename that "
-                    "folder to the path and load again." if replaced else
-                    "Give the path that was passed to save().")
-            )
+            raise StageNotFoundError(_missing(name, path, fs.siblings(path, "replaced")))
         if not fs.exists(posixpath.join(path, "metadata")):
             raise ValueError(
                 f"Cannot load {name}: {path!r} is not a saved Spark ML stage (it has no "

@@ -443,13 +443,18 @@ def test_a_failed_swap_puts_the_old_model_back(
 def test_a_save_killed_between_its_renames_is_named_by_load(inputs: Inputs) -> None:
     """Killed between the two renames of overwrite() (the state simulated: the old folder
     moved aside under the name save() gives it, nothing after), the path is empty; load says
-    which folder holds the old stage, and renaming it back restores it. Other hidden folders
-    next to it (an interrupted save's, a longer name's) are not named."""
+    which folder holds the old stage (the newest, when an older interrupted save left one
+    too), and renaming it back restores it. Other hidden folders next to it (an interrupted
+    save's, a longer name's) are not counted."""
     path = inputs.folder("interrupted")
     inputs.model.save(path)
     parent = os.path.dirname(path)
     aside = os.path.join(parent, ".interrupted.replaced-0123456789ab")
     os.rename(path, aside)
+    older = os.path.join(parent, ".interrupted.replaced-ffffffffffff")
+    os.mkdir(older)
+    day_ago = os.stat(aside).st_mtime - 86400
+    os.utime(older, (day_ago, day_ago))
     for decoy in (".interrupted.saving-0123456789ab", ".interrupted2.replaced-0123456789ab"):
         os.mkdir(os.path.join(parent, decoy))
     with pytest.raises(StageNotFoundError) as info:
@@ -457,7 +462,8 @@ def test_a_save_killed_between_its_renames_is_named_by_load(inputs: Inputs) -> N
     assert str(info.value) == (
         f"Cannot load LloydKMeansModel: {path!r} does not exist. An overwrite() save to it "
         f"was interrupted between its two renames; the stage saved there before is in "
-        f"{aside!r}: rename that folder to the path and load again.")
+        f"{aside!r}: rename that folder to the path and load again. (1 older such folders "
+        "exist too.)")
     os.rename(aside, path)
     np.testing.assert_array_equal(LloydKMeansModel.load(path).clusterCenters(),
                                   inputs.model.clusterCenters())

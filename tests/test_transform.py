@@ -351,8 +351,8 @@ def test_without_sparks_udf_the_model_assigns_with_the_arrow_udf(spark, data, mo
         out = model.transform(df)
         model.transform(df)
     assert [r.message for r in caplog.records if "Arrow UDF instead" in r.message] == [
-        "transform: Spark's KMeansModel UDF could not be taken from its plan (unexpected "
-        "plan of KMeansModel.transform: 'Window [...]'); assigning with the Arrow UDF instead."]
+        "transform: Spark's KMeansModel UDF could not be used (unexpected plan of "
+        "KMeansModel.transform: 'Window [...]'); assigning with the Arrow UDF instead."]
     assert "ArrowEvalPython" in physical_plan(out)
     assert out.schema["prediction"].metadata == SPARK_PREDICTION_METADATA
     assert [r.prediction for r in out.collect()] == [
