@@ -8,6 +8,7 @@ with every figure and the raw per-repeat times), ``targets`` (filled by
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import os
 import platform
@@ -131,3 +132,115 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+#: Settings that must agree between the parts of a merged record (they shape every figure);
+#: grid, cells and repeats may differ.
+_MERGE_SAME_SETTINGS = ("master", "partitions", "m1", "m2", "per_row_m1", "per_row_m2",
+                        "warmup", "driver_memory", "seed", "smoke", "max_nd", "longer_runs")
+_MERGE_SAME_VERSIONS = ("python", "pyspark", "java", "numpy", "pyarrow", "scikit-learn")
+_MERGE_SAME_MACHINE = ("nproc", "memory_bytes", "cpu_model")
+
+
+def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """One record from runs of disjoint cells on one machine (the full grid in pieces).
+
+    The runs must agree on the machine, the versions and every setting that shapes a figure
+    (:data:`_MERGE_SAME_SETTINGS`); each cell keeps its own rounds. ``parts`` of the result
+    lists every run (file, commit, rounds, cells) and ``code_changes`` the files of
+    ``sparkml_lloyd/`` and ``benchmarks/*.py`` that differ between consecutive runs'
+    commits (``None`` when git cannot tell), so the page can say what changed in between.
+    Targets are not evaluated here.
+
+    Raises:
+        ValueError: fewer than two parts, a cell measured twice, or runs that disagree.
+    """
+    if len(parts) < 2:
+        raise ValueError("merge needs at least two result files")
+    (first_path, first), rest = parts[0], parts[1:]
+    seen: dict[str, Path] = {}
+    for path, rec in parts:
+        for cell in rec.get("cells", []):
+            if cell["cell"] in seen:
+                raise ValueError(f"cell {cell['cell']} is in both {seen[cell['cell']].name} and "
+                                 f"{path.name}: pass each cell's result once")
+            seen[cell["cell"]] = path
+    for path, rec in rest:
+        for group, keys, a, b in (
+            ("setting", _MERGE_SAME_SETTINGS, first["settings"], rec["settings"]),
+            ("version", _MERGE_SAME_VERSIONS, first["environment"]["versions"],
+             rec["environment"]["versions"]),
+            ("machine", _MERGE_SAME_MACHINE, first["environment"]["machine"],
+             rec["environment"]["machine"]),
+        ):
+            for key in keys:
+                if a.get(key) != b.get(key):
+                    raise ValueError(f"{first_path.name} and {path.name} differ in {group} "
+                                     f"{key!r} ({a.get(key)!r} vs {b.get(key)!r}): their "
+                                     "figures are not comparable on one page")
+    cells = sorted((c for _, rec in parts for c in rec.get("cells", [])),
+                   key=lambda c: (c["n"], c["d"], c["k"]))
+    settings = dict(first["settings"])
+    settings["grid"] = "+".join(dict.fromkeys(rec["settings"]["grid"] for _, rec in parts))
+    settings["cells"] = [c["cell"] for c in cells]
+    settings["repeats"] = sorted({rec["settings"]["repeats"] for _, rec in parts}, reverse=True)
+    commits = [rec["environment"].get("git", {}).get("commit") for _, rec in parts]
+    memory: dict[str, Any] = {}
+    for _, rec in parts:
+        for key, value in (rec.get("memory_overall") or {}).items():
+            if isinstance(value, (int, float)):
+                memory[key] = max(memory.get(key, value), value)
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": max(rec.get("created", "") for _, rec in parts),
+        "command": "python benchmarks/run.py --report-only "
+                   + " ".join(_display_path(p) for p, _ in parts),
+        "smoke": first.get("smoke", False),
+        "complete": all(rec.get("complete", False) for _, rec in parts),
+        "settings": settings,
+        "environment": first["environment"],
+        "cells": cells,
+        "total_seconds": sum(rec.get("total_seconds", 0) for _, rec in parts),
+        "memory_overall": memory,
+        "parts": [
+            {
+                "result": _display_path(path),
+                "created": rec.get("created"),
+                "command": rec.get("command"),
+                "commit": rec["environment"].get("git", {}).get("commit"),
+                "dirty": rec["environment"].get("git", {}).get("dirty"),
+                "grid": rec["settings"]["grid"],
+                "repeats": rec["settings"]["repeats"],
+                "cells": [c["cell"] for c in rec.get("cells", [])],
+                "complete": rec.get("complete", False),
+                "total_seconds": rec.get("total_seconds"),
+            }
+            for path, rec in parts
+        ],
+        "code_changes": code_changes(commits),
+    }
+
+
+def code_changes(commits: list[str | None], root: Path = REPO_ROOT) -> list[str] | None:
+    """Files of the package and the benchmark code that differ between consecutive
+    ``commits`` (sorted), or ``None`` when a commit is unknown or git cannot tell."""
+    if any(c is None for c in commits):
+        return None
+    changed: set[str] = set()
+    for a, b in itertools.pairwise(commits):
+        try:
+            out = subprocess.run(
+                ["git", "diff", "--name-only", a, b, "--", "sparkml_lloyd", "benchmarks/*.py"],
+                cwd=root, capture_output=True, text=True, timeout=30, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        changed.update(filter(None, out.stdout.splitlines()))
+    return sorted(changed)
+
+
+def _display_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

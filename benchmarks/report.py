@@ -217,19 +217,20 @@ def _per_iteration_section(record: dict[str, Any], present: list[str]) -> list[s
         "",
         "Seconds per Lloyd iteration, `(T(maxIter=m2) - T(maxIter=m1)) / (m2 - m1)` with "
         "the cell's *m1 -> m2* (per-row walkthrough: `maxIter` "
-        f"{s['per_row_m1']} vs {s['per_row_m2']}), median of {s['repeats']} interleaved "
-        "round(s); start-up and initialisation cancel. *Best built-in* is the fastest of "
-        "mllib / ml row / ml block.",
+        f"{s['per_row_m1']} vs {s['per_row_m2']}), median of the cell's "
+        f"interleaved rounds ({_rounds_text(s)}); start-up and initialisation cancel. "
+        "*Best built-in* is the fastest of mllib / ml row / ml block.",
         "",
     ]
-    header = ["cell (n, d, k)", "m1 -> m2"] + [LABELS[c] for c in present] + [
+    header = ["cell (n, d, k)", "m1 -> m2", "rounds"] + [LABELS[c] for c in present] + [
         "ours / best built-in", "ours / sklearn", "per-row / ours"]
     rows = []
     for c in _cells(record):
         comps = c.get("competitors", {})
         spark_like = [r for n, r in comps.items() if n != "per_row"]
         row = [_cell_name(c),
-               f"{spark_like[0]['m1']} -> {spark_like[0]['m2']}" if spark_like else "-"]
+               f"{spark_like[0]['m1']} -> {spark_like[0]['m2']}" if spark_like else "-",
+               str(len(spark_like[0]["t_m1"])) if spark_like else "-"]
         for name in present:
             row.append(_fmt_s(comps[name]["per_iter"]) if name in comps else "-")
         best = c.get("best_builtin")
@@ -476,6 +477,12 @@ def _skipped_section(record: dict[str, Any]) -> list[str]:
     return ["## Skipped", "", *lines, ""]
 
 
+def _rounds_text(settings: dict[str, Any]) -> str:
+    """Rounds per cell: ``"3"``, or ``"3 or 1"`` for runs merged with different rounds."""
+    repeats = settings["repeats"]
+    return " or ".join(map(str, repeats)) if isinstance(repeats, list) else str(repeats)
+
+
 def _environment_section(record: dict[str, Any], json_path: Path | None) -> list[str]:
     env = record.get("environment", {})
     s = record["settings"]
@@ -486,14 +493,35 @@ def _environment_section(record: dict[str, Any], json_path: Path | None) -> list
     mem = mach.get("memory_bytes")
     keep = ("spark.master", "spark.driver.memory", "spark.sql.shuffle.partitions",
             "spark.default.parallelism", "spark.driver.maxResultSize")
+    if record.get("parts"):
+        runs = [f"- merged from {len(record['parts'])} runs on this machine: "
+                f"`{record.get('command', '-')}`"]
+        runs += [
+            f"  - `{p['result']}`: commit `{(p.get('commit') or '-')[:12]}`"
+            f"{' (with uncommitted changes)' if p.get('dirty') else ''}, created "
+            f"{p.get('created', '-')}, {p.get('total_seconds') or 0:.0f} s, "
+            f"{p['repeats']} round(s), cells {', '.join(f'({c})' for c in p['cells'])}; "
+            f"`{p.get('command', '-')}`"
+            for p in record["parts"]
+        ]
+        changes = record.get("code_changes")
+        runs.append(
+            "- package and benchmark code between the runs' commits: "
+            + ("git could not compare them" if changes is None
+               else "identical" if not changes
+               else "differs in " + ", ".join(f"`{f}`" for f in changes)))
+    else:
+        runs = [
+            f"- result: `{_rel_path(json_path)}` (every figure and per-round raw time), "
+            f"created {record.get('created', '-')}, {record.get('total_seconds', 0):.0f} s",
+            f"- command: `{record.get('command', '-')}`",
+            f"- commit `{(git.get('commit') or '-')[:12]}`"
+            f"{' (with uncommitted changes)' if git.get('dirty') else ''}",
+        ]
     return [
         "## Environment",
         "",
-        f"- result: `{_rel_path(json_path)}` (every figure and per-round raw time), "
-        f"created {record.get('created', '-')}, {record.get('total_seconds', 0):.0f} s",
-        f"- command: `{record.get('command', '-')}`",
-        f"- commit `{(git.get('commit') or '-')[:12]}`"
-        f"{' (with uncommitted changes)' if git.get('dirty') else ''}",
+        *runs,
         f"- machine: {mach.get('nproc')} cores, "
         f"{(mem or 0) / 2**30:.0f} GiB, {mach.get('cpu_model')}",
         f"- versions: Python {v.get('python')}, pyspark {v.get('pyspark')}, Java "
@@ -501,7 +529,7 @@ def _environment_section(record: dict[str, Any], json_path: Path | None) -> list
         f"scikit-learn {v.get('scikit-learn')}",
         "- Spark: " + ", ".join(f"`{k}={conf[k]}`" for k in keep if k in conf)
         + f"; {s['partitions']} input partitions for every competitor",
-        f"- grid `{s['grid']}`, {s['repeats']} round(s), m1={s['m1']}, m2={s['m2']}"
+        f"- grid `{s['grid']}`, {_rounds_text(s)} round(s), m1={s['m1']}, m2={s['m2']}"
         + (" (raised to m1 + "
            + ", m1 + ".join(f"{gap} where n*d*k <= {limit:.0e}" for limit, gap in LONGER_RUNS)
            + ": cheap iterations need more of them to rise above start-up noise)"
@@ -524,6 +552,8 @@ python benchmarks/run.py --grid smoke --out-dir /tmp/bench --docs-dir /tmp/bench
 python benchmarks/run.py --cells "1e6,20,20;4e6,20,20" --repeats 5 --competitors ours,mllib
 # rebuild this page and the plot from a stored result, without running anything
 python benchmarks/run.py --report-only benchmarks/results/<timestamp>.json
+# one page from runs of different cells (the full grid in pieces; same machine and settings)
+python benchmarks/run.py --report-only benchmarks/results/<a>.json benchmarks/results/<b>.json
 ```
 
 Data: Gaussian blobs drawn on the executors (`spark.range` + `mapInArrow`, a seeded numpy
@@ -558,9 +588,12 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
                 "overheads, not the algorithms, and the performance targets are not judged. "
                 "Run `python benchmarks/run.py --grid default` for real figures.")
     else:
-        cells = ", ".join(f"({c})" for c in record["settings"]["cells"])
-        flag = (f"> **Real run** (grid `{record['settings']['grid']}`, cells {cells}), "
-                f"{record['settings']['repeats']} interleaved round(s), medians. Timing "
+        s = record["settings"]
+        cells = ", ".join(f"({c})" for c in s["cells"])
+        runs = (f"{len(record['parts'])} runs merged (see Environment)" if record.get("parts")
+                else f"grid `{s['grid']}`")
+        flag = (f"> **Real run** ({runs}, cells {cells}), {_rounds_text(s)} interleaved "
+                "round(s) per cell, medians. Timing "
                 f"targets are judged on cells with n >= {_fmt_n(JUDGED_MIN_N)} (the per-row "
                 f"floor at n >= {_fmt_n(PER_ROW_MIN_N)}).")
     if not record.get("complete", True):

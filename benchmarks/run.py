@@ -12,7 +12,8 @@ at every common iteration count. Everything the cell cached is unpersisted befor
 
 Each run writes ``benchmarks/results/<timestamp>.json`` (rewritten after every cell, so an
 interrupted run keeps what it measured) and regenerates ``docs/benchmarks.md`` and
-``docs/images/benchmarks.png``; ``--report-only RESULT.json`` only regenerates the page.
+``docs/images/benchmarks.png``; ``--report-only RESULT.json`` only regenerates the page
+(several results of different cells, e.g. the full grid run in pieces, make one page).
 
 Exit status: 0 when every cell ran and every center comparison agreed; 1 when a cell failed
 or centers disagreed; 2 for bad arguments. Performance targets are reported, not enforced.
@@ -107,8 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="where the result JSON goes (default benchmarks/results)")
     p.add_argument("--docs-dir", type=Path, default=R.REPO_ROOT / "docs",
                    help="where benchmarks.md and images/benchmarks.png go (default docs)")
-    p.add_argument("--report-only", type=Path, metavar="RESULT.json",
-                   help="regenerate the page and plot from an existing result; run nothing")
+    p.add_argument("--report-only", type=Path, nargs="+", metavar="RESULT.json",
+                   help="regenerate the page and plot from an existing result, or from several "
+                   "results of different cells on one machine (merged); run nothing")
     return p.parse_args(argv)
 
 
@@ -567,9 +569,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python benchmarks/run.py`` and ``sparkml-lloyd bench``."""
     args = parse_args(argv)
     if args.report_only:
-        record = R.read_json(args.report_only)
+        try:
+            parts = [(path, R.read_json(path)) for path in args.report_only]
+            record = parts[0][1] if len(parts) == 1 else R.merge(parts)
+        except (OSError, ValueError) as e:
+            print(f"benchmarks/run.py: error: {e}", file=sys.stderr)
+            return 2
         record["targets"] = report.evaluate_targets(record)
-        md, png = report.write_report(record, args.docs_dir, args.report_only)
+        md, png = report.write_report(record, args.docs_dir, args.report_only[0])
         log(f"wrote {md} and {png}")
         return 0
     try:

@@ -82,6 +82,41 @@ def test_report_only_regenerates_the_page(smoke_run, tmp_path):
     assert (tmp_path / "images" / "benchmarks.png").exists()
 
 
+@pytest.mark.slow
+def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
+    """The full grid may be run in pieces: two results of different cells make one page
+    listing both runs and every cell; a cell given twice, or runs whose settings differ, are
+    refused with a message naming the cause."""
+    _, results, _ = smoke_run
+    record = json.loads(results[0].read_text())
+    other = json.loads(json.dumps(record))
+    other["cells"][0].update(cell="3e4,2,3", n=30_000)
+    other["settings"]["repeats"] = 2
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(other))
+
+    def report(*paths):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--report-only",
+             *map(str, paths), "--docs-dir", str(tmp_path / "docs")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    proc = report(results[0], second)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    page = (tmp_path / "docs" / "benchmarks.md").read_text()
+    assert "merged from 2 runs" in page and results[0].name in page and "second.json" in page
+    assert "(2e4, 2, 3)" in page and "(3e4, 2, 3)" in page
+    assert "2 or 1 interleaved round(s)" in page
+    assert "code between the runs' commits: identical" in page
+
+    proc = report(results[0], results[0])
+    assert proc.returncode == 2 and "cell 2e4,2,3 is in both" in proc.stderr
+    other["settings"]["seed"] += 1
+    second.write_text(json.dumps(other))
+    proc = report(results[0], second)
+    assert proc.returncode == 2 and "differ in setting 'seed'" in proc.stderr
+
+
 def test_cheap_cells_run_more_iterations_unless_m2_is_given():
     from benchmarks import grid as G
     from benchmarks.run import build_settings, parse_args
