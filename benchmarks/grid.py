@@ -32,6 +32,9 @@ SKLEARN_MAX_ND = 100_000_000
 #: The walkthrough's per-row code runs only at d = 2 (its distance is written for 2-D points)
 #: and up to this many rows: it is the floor, not a contender.
 PER_ROW_MAX_N = 100_000
+#: ... and up to this many clusters: it makes one filter pass over the data per cluster, so a
+#: fit costs ~70 s per iteration at (1e5, 2, 20) here and would take ~6 min at k = 100.
+PER_ROW_MAX_K = 20
 #: Cells with more than this many doubles are skipped: 4e6 x 100 is 3.2 GB raw, held about four
 #: times at once (DataFrame cache, MLlib's cached RDD, the competitor's own cache, worker copies),
 #: which does not fit a 12g driver heap on a 24 GiB machine next to the Python workers.
@@ -175,8 +178,9 @@ def competitor_skip_reason(name: str, cell: Cell) -> str | None:
     """Why a competitor does not run in a cell, or ``None`` when it runs."""
     if name == "sklearn" and cell.n * cell.d > SKLEARN_MAX_ND:
         return f"n*d > {SKLEARN_MAX_ND:.0e}: the collected array would not fit comfortably"
-    if name == "per_row" and (cell.d != 2 or cell.n > PER_ROW_MAX_N):
-        return f"the per-row floor runs only at d = 2 and n <= {format_count(PER_ROW_MAX_N)}"
+    if name == "per_row" and (cell.d != 2 or cell.n > PER_ROW_MAX_N or cell.k > PER_ROW_MAX_K):
+        return (f"the per-row floor runs only at d = 2, n <= {format_count(PER_ROW_MAX_N)} and "
+                f"k <= {PER_ROW_MAX_K} (one filter pass per cluster)")
     return None
 
 

@@ -564,7 +564,8 @@ before any timer, as are MLlib's RDD of vectors, the walkthrough's RDD of points
 collected array for scikit-learn. Every timed call runs after a Python and JVM garbage
 collection; competitors take turns in a rotating order, round after round.
 
-Not run: scikit-learn where n*d > 1e8; the per-row walkthrough except at d = 2, n <= 1e5;
+Not run: scikit-learn where n*d > 1e8; the per-row walkthrough except at d = 2, n <= 1e5,
+k <= 20 (one filter pass per cluster: ~6 min per iteration at k = 100);
 in `--grid full`, the cells (4e6, 100, k): 3.2 GB raw, held about four times at once
 (DataFrame cache, MLlib's cached RDD, the competitor's own copy, worker copies), which does
 not fit a 12g driver heap on a 24 GiB machine. The code is in `benchmarks/` (`grid.py`,

@@ -160,3 +160,13 @@ def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     probe.run(lambda: LloydKMeans(k=3, maxIter=2, initMode="random").fit(df))
     assert probe.peak_host_file_bytes == X.nbytes, probe.to_json()
     assert (logger.level, logger.propagate, logger.handlers) == (level, propagate, handlers)
+
+
+def test_the_per_row_floor_runs_only_where_it_finishes_in_minutes():
+    from benchmarks import grid as G
+
+    runs = [G.Cell(10**5, 2, 3), G.Cell(10**5, 2, 20), G.Cell(2 * 10**4, 2, 3)]
+    skipped = [G.Cell(10**5, 2, 100), G.Cell(10**5, 20, 3), G.Cell(10**6, 2, 3)]
+    assert [G.competitor_skip_reason("per_row", c) for c in runs] == [None] * 3
+    assert all("k <= 20" in G.competitor_skip_reason("per_row", c) for c in skipped)
+    assert G.competitor_skip_reason("ours", G.Cell(10**5, 2, 100)) is None
