@@ -117,25 +117,35 @@ def weighted_sums(
     over a contiguous copy of the chunk's column.
     """
     n, d = x.shape
-    wsum = (np.bincount(labels, minlength=k).astype(np.float64) if weights is None
-            else np.bincount(labels, weights=weights, minlength=k))
     sums = np.zeros((k, d))
-    one_hot = k <= ONE_HOT_MAX_K and d > k
     for start in range(0, n, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, n)
-        lab = labels[start:stop]
-        w = None if weights is None else weights[start:stop]
-        if one_hot:
-            onehot = np.zeros((stop - start, k))
-            onehot[np.arange(stop - start), lab] = 1.0 if w is None else w
-            sums += onehot.T @ x[start:stop]
-        else:
-            cols = np.ascontiguousarray(x[start:stop].T)  # a view when d == 1: not in place
-            if w is not None:
-                cols = cols * w
-            for j in range(d):
-                sums[:, j] += np.bincount(lab, weights=cols[j], minlength=k)
-    return sums, wsum
+        _add_chunk_sums(sums, x[start:stop], labels[start:stop],
+                        None if weights is None else weights[start:stop])
+    return sums, _total_weights(labels, weights, k)
+
+
+def _add_chunk_sums(
+    sums: np.ndarray, xc: np.ndarray, lab: np.ndarray, w: np.ndarray | None
+) -> None:
+    """``sums[j] += sum of w * row`` over the rows of the chunk ``xc`` labelled ``j``."""
+    k, d = sums.shape
+    rows = xc.shape[0]
+    if k <= ONE_HOT_MAX_K and d > k:
+        onehot = np.zeros((rows, k))
+        onehot[np.arange(rows), lab] = 1.0 if w is None else w
+        sums += onehot.T @ xc
+    else:
+        cols = np.ascontiguousarray(xc.T)  # a view when d == 1: not in place
+        if w is not None:
+            cols = cols * w
+        for j in range(d):
+            sums[:, j] += np.bincount(lab, weights=cols[j], minlength=k)
+
+
+def _total_weights(labels: np.ndarray, weights: np.ndarray | None, k: int) -> np.ndarray:
+    return (np.bincount(labels, minlength=k).astype(np.float64) if weights is None
+            else np.bincount(labels, weights=weights, minlength=k))
 
 
 def block_stats(
@@ -144,13 +154,29 @@ def block_stats(
     centers: np.ndarray,
     distance: str = EUCLIDEAN,
 ) -> BlockStats:
-    """Assign every row of one block and return the block's partial statistics."""
+    """Assign every row of one block and return the block's partial statistics.
+
+    One sweep over the block: each chunk of :data:`CHUNK_ROWS` rows is assigned and added to
+    the sums while it is still in the CPU cache, so a block larger than the cache is read from
+    memory once per iteration, not twice. Same bits as :func:`nearest` over the whole block
+    followed by :func:`weighted_sums` (same chunks, same order of additions).
+    """
+    n, d = x.shape
     k = centers.shape[0]
-    labels, dist = nearest(x, centers, distance)
-    sums, wsum = weighted_sums(x, labels, weights, k)
+    centers_sq = row_norms_sq(centers)
+    labels = np.empty(n, dtype=np.int32)
+    dist = np.empty(n, dtype=np.float64)
+    sums = np.zeros((k, d))
+    for start in range(0, n, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, n)
+        xc = x[start:stop]
+        lab, dc = nearest(xc, centers, distance, centers_sq)
+        labels[start:stop] = lab
+        dist[start:stop] = dc
+        _add_chunk_sums(sums, xc, lab, None if weights is None else weights[start:stop])
     counts = np.bincount(labels, minlength=k).astype(np.int64)
     cost = float(dist @ weights) if weights is not None else float(dist.sum())
-    return BlockStats(sums, wsum, counts, cost)
+    return BlockStats(sums, _total_weights(labels, weights, k), counts, cost)
 
 
 def empty_stats(k: int, d: int) -> BlockStats:

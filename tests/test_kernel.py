@@ -67,6 +67,40 @@ def test_weighted_sums_every_path_equals_reference(monkeypatch, k, d, weighted):
     np.testing.assert_allclose(wsum, [ww[labels == j].sum() for j in range(k)])
 
 
+# every (assignment, sums) path of the kernel, with and without weights, both distances
+@pytest.mark.parametrize("k,d", [(3, 4), (3, 2), (2, 1), (K.ONE_HOT_MAX_K + 5, 40),
+                                 (K.RUNNING_MIN_MAX_K + 3, 5)])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("distance", [K.EUCLIDEAN, K.COSINE])
+def test_block_stats_in_one_sweep_equals_assign_then_sum(monkeypatch, k, d, weighted, distance):
+    """block_stats assigns and sums chunk by chunk (one read of a large block per
+    iteration); the result is bit for bit the whole-block assignment followed by the sums,
+    and agrees with a brute-force reference."""
+    monkeypatch.setattr(K, "CHUNK_ROWS", 61)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1000, d))
+    c = rng.normal(size=(k, d))
+    if distance == K.COSINE:
+        x, c = K.normalize_rows(x), K.normalize_rows(c)
+    w = rng.uniform(0, 3, size=1000) if weighted else None
+    x.flags.writeable = False  # blocks are read-only memory maps
+    stats = K.block_stats(x, w, c, distance)
+    labels, dist = K.nearest(x, c, distance)
+    sums, wsum = K.weighted_sums(x, labels, w, k)
+    np.testing.assert_array_equal(stats.sums, sums)
+    np.testing.assert_array_equal(stats.weights, wsum)
+    assert stats.counts.tolist() == np.bincount(labels, minlength=k).tolist()
+    assert stats.cost == (float(dist @ w) if weighted else float(dist.sum()))
+    if distance == K.EUCLIDEAN:
+        ref_labels, ref_dist = brute_force(x, c)
+        ww = w if weighted else np.ones(1000)
+        np.testing.assert_array_equal(labels, ref_labels)
+        np.testing.assert_allclose(stats.cost, (ref_dist * ww).sum(), rtol=1e-10)
+        ref = np.array([(x[ref_labels == j] * ww[ref_labels == j, None]).sum(0)
+                        for j in range(k)])
+        np.testing.assert_allclose(stats.sums, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_empty_cluster_keeps_its_center():
     x = np.array([[0.0], [1.0], [2.0]])
     centers = np.array([[1.0], [100.0]])  # nobody is near 100
