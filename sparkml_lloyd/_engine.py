@@ -307,8 +307,18 @@ def _unpickle(row: Any) -> tuple:
 Block = tuple[np.ndarray, "np.ndarray | None"]
 
 
-def _stats_pass(blocks: list[Block], centers: np.ndarray, distance: str) -> K.BlockStats:
-    parts = [K.block_stats(x, w, centers, distance) for x, w in blocks]
+def _stats_pass(
+    blocks: list[Block], centers: np.ndarray, distance: str, backwards: bool = False
+) -> K.BlockStats:
+    """Partial statistics of a partition. ``backwards`` visits the blocks last to first: a
+    fit alternates the direction every iteration, so the blocks a pass read last, still in
+    the CPU's cache, are the first the next pass reads (a partition larger than the cache,
+    read in the same order every time, would find none of its blocks there). The parts are
+    merged in block order either way: same bits in both directions."""
+    parts = [K.block_stats(x, w, centers, distance)
+             for x, w in (blocks[::-1] if backwards else blocks)]
+    if backwards:
+        parts.reverse()
     return K.merge_stats(parts, centers.shape[0], centers.shape[1])
 
 
@@ -796,8 +806,8 @@ def fit(df: DataFrame, cfg: FitConfig) -> FitResult:
             centers = new
             # This pass measures the new centers (the cost and sizes of what transform assigns) and
             # gives the sums for the next update.
-            stats = K.merge_stats(passes.run(_stats_pass, centers, distance=cfg.distance),
-                                  cfg.k, d)
+            stats = K.merge_stats(passes.run(_stats_pass, centers, distance=cfg.distance,
+                                             backwards=it % 2 == 1), cfg.k, d)
             cost_history.append(stats.cost)
             if np.all(moves <= cfg.tol):
                 break

@@ -194,3 +194,32 @@ def test_partitions_are_capped_at_the_task_slots():
     assert _task_slots(sc(8, None)) == 8
     assert _task_slots(sc(8, "2")) == 4
     assert _task_slots(sc(2, "4")) == 1
+
+
+def test_a_pass_read_backwards_gives_the_same_bits(monkeypatch):
+    """A fit reads a partition's blocks last to first every other iteration (the blocks still
+    in cache come first); the parts are merged in block order, so the statistics are the
+    same bits either way."""
+    from sparkml_lloyd import _engine
+    from sparkml_lloyd import _kernel as K
+
+    rng = np.random.default_rng(9)
+    blocks = [(rng.normal(size=(rows, 4)) * 10.0**e, rng.uniform(0.1, 2.0, rows))
+              for e, rows in enumerate([700, 3, 250, 1000, 64])]
+    centers = rng.normal(size=(5, 4))
+    seen: list[int] = []
+    block_stats = K.block_stats
+
+    def recording(x: np.ndarray, *args: Any) -> K.BlockStats:
+        seen.append(x.shape[0])
+        return block_stats(x, *args)
+
+    monkeypatch.setattr(K, "block_stats", recording)
+    forwards = _engine._stats_pass(blocks, centers, K.EUCLIDEAN)
+    backwards = _engine._stats_pass(blocks, centers, K.EUCLIDEAN, backwards=True)
+    assert seen == [700, 3, 250, 1000, 64, 64, 1000, 250, 3, 700]
+    for a, b in zip(forwards, backwards, strict=True):
+        np.testing.assert_array_equal(a, b)
+    summed_backwards = K.merge_stats(
+        [block_stats(x, w, centers, K.EUCLIDEAN) for x, w in blocks[::-1]], 5, 4)
+    assert not np.array_equal(summed_backwards.sums, forwards.sums)  # order matters
