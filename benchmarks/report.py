@@ -652,7 +652,13 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
 
     cells = _cells(record)
     present = [n for n in COMPETITORS if any(n in c.get("competitors", {}) for c in cells)]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [3, 2]})
+    if len(cells) > 8:  # the full grid: one panel above the other, room for every label
+        fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(14.0, 0.6 * len(cells)), 11))
+        tick = {"rotation": 45, "ha": "right"}
+    else:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5.5),
+                                     gridspec_kw={"width_ratios": [3, 2]})
+        tick = {"rotation": 20}
     width = 0.8 / max(len(present), 1)
     colors = dict(zip(COMPETITORS, ["#d62728", "#1f77b4", "#2ca02c", "#17becf", "#9467bd",
                                     "#7f7f7f"], strict=True))
@@ -673,7 +679,7 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
         ax.set_ylim(bottom=lowest / 3)
     log_axis(ax)
     ax.set_xlim(-0.5, len(cells) - 0.5)
-    ax.set_xticks(range(len(cells)), names, rotation=20)
+    ax.set_xticks(range(len(cells)), names, **tick)
     ax.set_ylabel("seconds per iteration (log)")
     ax.set_title("Per-iteration time (lower is better)")
     ax.legend(fontsize=8)
@@ -701,7 +707,7 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
     bx.axhline(1.0, color="black", linestyle="--", linewidth=1)
     log_axis(bx)
     bx.set_xlim(-0.5, len(cells) - 0.5)
-    bx.set_xticks(range(len(cells)), names, rotation=20)
+    bx.set_xticks(range(len(cells)), names, **tick)
     bx.set_ylabel("ours / built-in (log; < 1: ours faster)")
     bx.set_title("Ratios to Spark's built-in")
     bx.legend(fontsize=8)
