@@ -106,7 +106,7 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
     page = (tmp_path / "docs" / "benchmarks.md").read_text()
     assert "merged from 2 runs" in page and results[0].name in page and "second.json" in page
     assert "(2e4, 2, 3)" in page and "(3e4, 2, 3)" in page
-    assert "2 or 1 interleaved round(s)" in page
+    assert "2 or 1 round(s)" in page  # the smoke page states rounds under Environment
     assert "code between the runs' commits: identical" in page
 
     proc = report(results[0], results[0])
