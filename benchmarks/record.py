@@ -143,28 +143,40 @@ _MERGE_SAME_MACHINE = ("nproc", "memory_bytes", "cpu_model")
 
 
 def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
-    """One record from runs of disjoint cells on one machine (the full grid in pieces).
+    """One record from runs of different cells on one machine (the full grid in pieces, or
+    some cells measured again).
 
     The runs must agree on the machine, the versions and every setting that shapes a figure
-    (:data:`_MERGE_SAME_SETTINGS`); each cell keeps its own rounds. ``parts`` of the result
-    lists every run (file, commit, rounds, cells) and ``code_changes`` the files of
-    ``sparkml_lloyd/`` and ``benchmarks/*.py`` that differ between consecutive runs'
-    commits (``None`` when git cannot tell), so the page can say what changed in between.
-    Targets are not evaluated here.
+    (:data:`_MERGE_SAME_SETTINGS`); each cell keeps its own rounds. A cell measured by
+    several runs is taken from the newest; the others' are listed in ``superseded``.
+    ``parts`` of the result lists every run (file, commit, rounds, the cells taken from it)
+    and ``code_changes`` the files of ``sparkml_lloyd/`` and ``benchmarks/*.py`` that differ
+    between consecutive runs' commits (``None`` when git cannot tell), so the page can say
+    what changed in between. Targets are not evaluated here.
 
     Raises:
-        ValueError: fewer than two parts, a cell measured twice, or runs that disagree.
+        ValueError: fewer than two parts, one run given twice, or runs that disagree.
     """
     if len(parts) < 2:
         raise ValueError("merge needs at least two result files")
     (first_path, first), rest = parts[0], parts[1:]
-    seen: dict[str, Path] = {}
+    taken: dict[str, tuple[str, Path, dict[str, Any]]] = {}  # cell -> (created, file, cell)
+    superseded: list[dict[str, str]] = []
     for path, rec in parts:
+        created = rec.get("created", "")
         for cell in rec.get("cells", []):
-            if cell["cell"] in seen:
-                raise ValueError(f"cell {cell['cell']} is in both {seen[cell['cell']].name} and "
-                                 f"{path.name}: pass each cell's result once")
-            seen[cell["cell"]] = path
+            key = cell["cell"]
+            if key not in taken:
+                taken[key] = (created, path, cell)
+                continue
+            other_created, other_path, _ = taken[key]
+            if other_created == created:
+                raise ValueError(f"{other_path.name} and {path.name} are the same run "
+                                 f"(created {created}): pass each run once")
+            old_path = other_path if created > other_created else path
+            superseded.append({"cell": key, "result": _display_path(old_path)})
+            if created > other_created:
+                taken[key] = (created, path, cell)
     for path, rec in rest:
         for group, keys, a, b in (
             ("setting", _MERGE_SAME_SETTINGS, first["settings"], rec["settings"]),
@@ -178,8 +190,7 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
                     raise ValueError(f"{first_path.name} and {path.name} differ in {group} "
                                      f"{key!r} ({a.get(key)!r} vs {b.get(key)!r}): their "
                                      "figures are not comparable on one page")
-    cells = sorted((c for _, rec in parts for c in rec.get("cells", [])),
-                   key=lambda c: (c["n"], c["d"], c["k"]))
+    cells = sorted((c for _, _, c in taken.values()), key=lambda c: (c["n"], c["d"], c["k"]))
     settings = dict(first["settings"])
     settings["grid"] = "+".join(dict.fromkeys(rec["settings"]["grid"] for _, rec in parts))
     settings["cells"] = [c["cell"] for c in cells]
@@ -211,12 +222,13 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
                 "dirty": rec["environment"].get("git", {}).get("dirty"),
                 "grid": rec["settings"]["grid"],
                 "repeats": rec["settings"]["repeats"],
-                "cells": [c["cell"] for c in rec.get("cells", [])],
+                "cells": [c["cell"] for c in cells if taken[c["cell"]][1] == path],
                 "complete": rec.get("complete", False),
                 "total_seconds": rec.get("total_seconds"),
             }
             for path, rec in parts
         ],
+        "superseded": superseded,
         "code_changes": code_changes(commits),
     }
 

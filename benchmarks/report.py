@@ -504,6 +504,9 @@ def _environment_section(record: dict[str, Any], json_path: Path | None) -> list
             f"`{p.get('command', '-')}`"
             for p in record["parts"]
         ]
+        if record.get("superseded"):
+            runs.append("- measured again in a newer run, shown from it: " + ", ".join(
+                f"({x['cell']}) of `{x['result']}`" for x in record["superseded"]))
         changes = record.get("code_changes")
         runs.append(
             "- package and benchmark code between the runs' commits: "
@@ -552,7 +555,8 @@ python benchmarks/run.py --grid smoke --out-dir /tmp/bench --docs-dir /tmp/bench
 python benchmarks/run.py --cells "1e6,20,20;4e6,20,20" --repeats 5 --competitors ours,mllib
 # rebuild this page and the plot from a stored result, without running anything
 python benchmarks/run.py --report-only benchmarks/results/<timestamp>.json
-# one page from runs of different cells (the full grid in pieces; same machine and settings)
+# one page from several runs on one machine and settings (the full grid in pieces, or cells
+# measured again: a cell is shown from the newest run that has it)
 python benchmarks/run.py --report-only benchmarks/results/<a>.json benchmarks/results/<b>.json
 ```
 

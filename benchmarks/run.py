@@ -13,7 +13,8 @@ at every common iteration count. Everything the cell cached is unpersisted befor
 Each run writes ``benchmarks/results/<timestamp>.json`` (rewritten after every cell, so an
 interrupted run keeps what it measured) and regenerates ``docs/benchmarks.md`` and
 ``docs/images/benchmarks.png``; ``--report-only RESULT.json`` only regenerates the page
-(several results of different cells, e.g. the full grid run in pieces, make one page).
+(several results make one page: the full grid run in pieces, or cells measured again, each
+cell from the newest run that has it).
 
 Exit status: 0 when every cell ran and every center comparison agreed; 1 when a cell failed
 or centers disagreed; 2 for bad arguments. Performance targets are reported, not enforced.
@@ -110,7 +111,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="where benchmarks.md and images/benchmarks.png go (default docs)")
     p.add_argument("--report-only", type=Path, nargs="+", metavar="RESULT.json",
                    help="regenerate the page and plot from an existing result, or from several "
-                   "results of different cells on one machine (merged); run nothing")
+                   "results on one machine (merged; each cell from the newest run that has "
+                   "it); run nothing")
     return p.parse_args(argv)
 
 

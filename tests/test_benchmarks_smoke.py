@@ -85,8 +85,9 @@ def test_report_only_regenerates_the_page(smoke_run, tmp_path):
 @pytest.mark.slow
 def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
     """The full grid may be run in pieces: two results of different cells make one page
-    listing both runs and every cell; a cell given twice, or runs whose settings differ, are
-    refused with a message naming the cause."""
+    listing both runs and every cell; a cell measured again is shown from the newer run and
+    the older named; one run given twice, or runs whose settings differ, are refused with a
+    message naming the cause."""
     _, results, _ = smoke_run
     record = json.loads(results[0].read_text())
     other = json.loads(json.dumps(record))
@@ -110,7 +111,21 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
     assert "code between the runs' commits: identical" in page
 
     proc = report(results[0], results[0])
-    assert proc.returncode == 2 and "cell 2e4,2,3 is in both" in proc.stderr
+    assert proc.returncode == 2 and "are the same run" in proc.stderr
+    # a cell measured again: the newer run's figures are shown, the older is named
+    from benchmarks import record as R
+
+    again = json.loads(json.dumps(record))
+    again["created"] = "99991231T000000Z"
+    again["cells"][0]["competitors"]["ours"]["per_iter"] = 123.0
+    merged = R.merge([(results[0], record), (second, other), (tmp_path / "again.json", again)])
+    assert [c["cell"] for c in merged["cells"]] == ["2e4,2,3", "3e4,2,3"]
+    assert merged["cells"][0]["competitors"]["ours"]["per_iter"] == 123.0
+    assert merged["superseded"] == [{"cell": "2e4,2,3", "result": R._display_path(results[0])}]
+    assert [p["cells"] for p in merged["parts"]] == [[], ["3e4,2,3"], ["2e4,2,3"]]
+    from benchmarks import report as B
+
+    assert "measured again in a newer run, shown from it: (2e4,2,3)" in B.render_markdown(merged)
     other["settings"]["seed"] += 1
     second.write_text(json.dumps(other))
     proc = report(results[0], second)
