@@ -175,8 +175,10 @@ def block_stats(
         dist[start:stop] = dc
         _add_chunk_sums(sums, xc, lab, None if weights is None else weights[start:stop])
     counts = np.bincount(labels, minlength=k).astype(np.int64)
+    total = (counts.astype(np.float64) if weights is None
+             else np.bincount(labels, weights=weights, minlength=k))
     cost = float(dist @ weights) if weights is not None else float(dist.sum())
-    return BlockStats(sums, _total_weights(labels, weights, k), counts, cost)
+    return BlockStats(sums, total, counts, cost)
 
 
 def empty_stats(k: int, d: int) -> BlockStats:
