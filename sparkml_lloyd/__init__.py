@@ -3,7 +3,14 @@
 >>> from sparkml_lloyd import LloydKMeans, LloydKMeansModel
 """
 
-from sparkml_lloyd.clustering import LloydKMeans, LloydKMeansModel, LloydKMeansSummary
+from sparkml_lloyd.clustering import (
+    IterationRecord,
+    LloydKMeans,
+    LloydKMeansModel,
+    LloydKMeansSummary,
+)
 
 __version__ = "0.1.0"
-__all__ = ["LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary", "__version__"]
+__all__ = [
+    "IterationRecord", "LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary", "__version__",
+]

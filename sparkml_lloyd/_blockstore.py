@@ -136,14 +136,28 @@ def delete_fit(fit_id: str) -> int:
     return sum(_unlink(p) for p in _our_files(f"{fit_id}-*"))
 
 
+def owner_pid(path: str) -> int | None:
+    """The pid of the JVM whose fit wrote the file at ``path`` (its name is
+    ``<PREFIX><fit id>-<pid>-p<partition>-...``), or None for another name."""
+    name = os.path.basename(path)
+    if not name.startswith(PREFIX):
+        return None
+    fields = name[len(PREFIX):].split("-")
+    return int(fields[1]) if len(fields) > 2 and fields[1].isdigit() else None
+
+
+def block_files(pids: set[int] | None = None) -> list[str]:
+    """This module's files on this host, sorted; with ``pids``, only those written under one
+    of these JVMs."""
+    found = _our_files("*-*-p*")
+    return sorted(p for p in found if pids is None or owner_pid(p) in pids)
+
+
 def sweep_orphans() -> int:
     """Delete files left by fits whose executor JVM is gone (killed mid-fit)."""
     removed = 0
-    for path in _our_files("*-*-p*"):
-        try:
-            pid = int(os.path.basename(path)[len(PREFIX):].split("-")[1])
-        except (ValueError, IndexError):
-            continue
-        if not _alive(pid):
+    for path in block_files():
+        pid = owner_pid(path)
+        if pid is not None and not _alive(pid):
             removed += _unlink(path)
     return removed

@@ -60,6 +60,15 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / norms[:, None]
 
 
+def unit_centers(centers: np.ndarray, distance: str) -> np.ndarray:
+    """The centers as :func:`nearest` needs them: contiguous float64, unit rows for cosine.
+
+    Fitted cosine centers are unit vectors already; a model built by hand from other centers
+    then assigns by the true cosine, as Spark does."""
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    return normalize_rows(centers) if distance == COSINE else centers
+
+
 def nearest(
     x: np.ndarray,
     centers: np.ndarray,
@@ -107,24 +116,6 @@ def nearest(
     return labels, dist
 
 
-def weighted_sums(
-    x: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cluster weighted sum of rows and total weight, in one vectorised pass.
-
-    Two ways, chosen by shape: a one-hot ``k x rows`` matrix times the chunk (BLAS; best when
-    there are more features than clusters and few clusters), or one ``bincount`` per feature
-    over a contiguous copy of the chunk's column.
-    """
-    n, d = x.shape
-    sums = np.zeros((k, d))
-    for start in range(0, n, CHUNK_ROWS):
-        stop = min(start + CHUNK_ROWS, n)
-        _add_chunk_sums(sums, x[start:stop], labels[start:stop],
-                        None if weights is None else weights[start:stop])
-    return sums, _total_weights(labels, weights, k)
-
-
 def _add_chunk_sums(
     sums: np.ndarray, xc: np.ndarray, lab: np.ndarray, w: np.ndarray | None
 ) -> None:
@@ -143,11 +134,6 @@ def _add_chunk_sums(
             sums[:, j] += np.bincount(lab, weights=cols[j], minlength=k)
 
 
-def _total_weights(labels: np.ndarray, weights: np.ndarray | None, k: int) -> np.ndarray:
-    return (np.bincount(labels, minlength=k).astype(np.float64) if weights is None
-            else np.bincount(labels, weights=weights, minlength=k))
-
-
 def block_stats(
     x: np.ndarray,
     weights: np.ndarray | None,
@@ -159,7 +145,8 @@ def block_stats(
     One sweep over the block: each chunk of :data:`CHUNK_ROWS` rows is assigned and added to
     the sums while it is still in the CPU cache, so a block larger than the cache is read from
     memory once per iteration, not twice. Same bits as :func:`nearest` over the whole block
-    followed by :func:`weighted_sums` (same chunks, same order of additions).
+    followed by the per-chunk sums (same chunks, same order of additions; the kernel tests
+    check this bit for bit against that two-sweep reference).
     """
     n, d = x.shape
     k = centers.shape[0]
@@ -251,7 +238,7 @@ def lloyd(
 
 
 # --------------------------------------------------------------------------------------
-# Randomness that does not depend on the partitioning
+# Seeding: randomness keyed by row content, so it does not depend on the partitioning
 # --------------------------------------------------------------------------------------
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -299,3 +286,36 @@ def kmeans_plus_plus(
         _, d_new = nearest(points, points[[nxt]], distance)
         np.minimum(dist, d_new, out=dist)
     return points[chosen]
+
+
+def rows_hash(x: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of every row's exact bits: the row's identity for seeding."""
+    bits = np.ascontiguousarray(x).view(np.uint64)
+    h = np.full(x.shape[0], 0x243F6A8885A308D3, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(bits.shape[1]):
+            h ^= bits[:, j]
+            h *= np.uint64(0x9E3779B97F4A7C15)
+            h ^= h >> np.uint64(29)
+    return h
+
+
+def row_keys(x: np.ndarray, seed: int, stream: int) -> np.ndarray:
+    """Uniforms in [0, 1) fixed by each row's content, the seed and the stream."""
+    return row_uniforms(seed, stream, rows_hash(x))
+
+
+def lowest_keys(x: np.ndarray, keys: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` rows with the smallest keys (ascending), as new arrays."""
+    idx = np.argpartition(keys, m)[:m] if len(keys) > m else np.arange(len(keys))
+    idx = idx[np.argsort(keys[idx], kind="stable")]
+    return x[idx].copy(), keys[idx].copy()
+
+
+def distinct_rows(x: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows ordered by key (the first occurrence of each kept)."""
+    order = np.argsort(keys, kind="stable")
+    x, keys = x[order], keys[order]
+    _, first = np.unique(x, axis=0, return_index=True)
+    first.sort()
+    return x[first], keys[first]

@@ -20,6 +20,8 @@ from pyspark.ml.param.shared import (
     HasWeightCol,
 )
 
+from sparkml_lloyd._rows import HANDLE_INVALID
+
 INIT_MODES = ("k-means||", "random")
 DISTANCE_MEASURES = ("euclidean", "cosine")
 
@@ -100,9 +102,20 @@ class _LloydKMeansParams(
         typeConverter=_to_matrix,
     )
 
+    handleInvalid: Param[str] = Param(
+        Params._dummy(),
+        "handleInvalid",
+        "How to handle invalid feature rows (null, another number of features than the model, "
+        "NaN or infinite values, all zeros under the cosine measure): 'error' (raise), "
+        "'skip' (drop the row) or 'keep' (null prediction). fit leaves invalid rows out "
+        "under 'skip' and 'keep'.",
+        typeConverter=TypeConverters.toString,
+    )
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._setDefault(
+            handleInvalid="error",
             k=2,
             maxIter=20,
             tol=1e-4,
@@ -124,6 +137,10 @@ class _LloydKMeansParams(
         """Gets the value of `initSteps`."""
         return self.getOrDefault(self.initSteps)
 
+    def getHandleInvalid(self) -> str:
+        """Gets the value of `handleInvalid`."""
+        return self.getOrDefault(self.handleInvalid)
+
     def getInitialCenters(self) -> list[list[float]] | None:
         """Gets the value of `initialCenters`, or None when it is not set."""
         return self.getOrDefault(self.initialCenters) if self.isSet(self.initialCenters) else None
@@ -141,7 +158,17 @@ CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "initSteps": (lambda v: v >= 1, "an integer >= 1"),
     "initMode": _choice(INIT_MODES),
     "distanceMeasure": _choice(DISTANCE_MEASURES),
+    "handleInvalid": _choice(HANDLE_INVALID),
 }
+
+
+def check(params: Params, name: str) -> None:
+    """Check one param against :data:`CONSTRAINTS`: a ``ValueError`` naming the param, the
+    value and what is allowed."""
+    ok, allowed = CONSTRAINTS[name]
+    value = params.getOrDefault(name)
+    if not ok(value):
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
 
 
 def validate(params: _LloydKMeansParams) -> np.ndarray | None:
@@ -149,10 +176,8 @@ def validate(params: _LloydKMeansParams) -> np.ndarray | None:
 
     Raises ``ValueError`` naming the param, the value and what is allowed.
     """
-    for name, (ok, allowed) in CONSTRAINTS.items():
-        value = params.getOrDefault(name)
-        if not ok(value):
-            raise ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
+    for name in CONSTRAINTS:
+        check(params, name)
     centers = params.getInitialCenters()
     if centers is None:
         return None

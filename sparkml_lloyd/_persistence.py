@@ -19,9 +19,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+from pyspark.ml.linalg import DenseVector, VectorUDT
 from pyspark.ml.param import Params
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 from pyspark.sql import SparkSession
+from pyspark.sql import types as T
 
 S = TypeVar("S", bound=Params)
 
@@ -193,3 +196,50 @@ class CheckedReader(MLReader[S], Generic[S]):
                 )
             self._read_data(instance, data, spark, metadata)
         return instance
+
+
+# --------------------------------------------------------------------------------------
+# A model's centers under path/data (Spark's KMeansModel layout)
+# --------------------------------------------------------------------------------------
+
+_CENTERS_SCHEMA = T.StructType(
+    [T.StructField("clusterIdx", T.IntegerType()), T.StructField("clusterCenter", VectorUDT())]
+)
+
+
+def write_centers(centers: np.ndarray, path: str, spark: SparkSession) -> None:
+    """One Parquet file, a row ``(clusterIdx, clusterCenter)`` per center."""
+    rows = [(i, DenseVector(c)) for i, c in enumerate(centers)]
+    spark.createDataFrame(rows, _CENTERS_SCHEMA).coalesce(1).write.parquet(path)
+
+
+def read_centers(path: str, spark: SparkSession, metadata: dict[str, Any],
+                 name: str = "LloydKMeansModel") -> np.ndarray:
+    """The centers :func:`write_centers` wrote, checked against the metadata's
+    ``numClusters`` and ``numFeatures``: a ``ValueError`` for an incomplete or inconsistent
+    folder."""
+    try:
+        rows = spark.read.parquet(path).collect()
+    except Exception as e:  # an emptied or corrupted data folder
+        raise ValueError(
+            f"Cannot load {name}: the data under {path!r} is unreadable "
+            f"({type(e).__name__}). Save the model again."
+        ) from None
+    expected = metadata.get("numClusters")
+    rows = sorted(rows, key=lambda r: r.clusterIdx)
+    if not rows or (expected is not None and len(rows) != expected) or [
+        r.clusterIdx for r in rows
+    ] != list(range(len(rows))):
+        raise ValueError(
+            f"Cannot load {name}: {path!r} holds {len(rows)} centers but the "
+            f"metadata says {expected}; the saved model is incomplete. Save it again."
+        )
+    lengths = {r.clusterCenter.size for r in rows}
+    features = metadata.get("numFeatures")
+    if len(lengths) != 1 or (features is not None and lengths != {features}):
+        raise ValueError(
+            f"Cannot load {name}: {path!r} holds centers of length(s) "
+            f"{sorted(lengths)} but the metadata says numFeatures={features}; the saved "
+            "model is inconsistent. Save it again."
+        )
+    return np.array([r.clusterCenter.toArray() for r in rows])

@@ -1,78 +1,38 @@
-"""``LloydKMeans`` (Estimator), ``LloydKMeansModel`` (Model) and ``LloydKMeansSummary``.
+"""``LloydKMeans`` (Estimator) and ``LloydKMeansModel`` (Model).
 
-Thin classes: Params and their checks are in :mod:`sparkml_lloyd._params`, the Spark work in
-:mod:`sparkml_lloyd._engine`, the numbers in :mod:`sparkml_lloyd._kernel`, saving and loading
-in :mod:`sparkml_lloyd._persistence`.
+Thin classes (see docs/design.md for the module map): Params and their checks are in
+:mod:`sparkml_lloyd._params`, the fit in :mod:`sparkml_lloyd._classic` and
+:mod:`sparkml_lloyd._fit`, prediction in :mod:`sparkml_lloyd._predict`, saving and loading in
+:mod:`sparkml_lloyd._persistence`. Saved stages name these classes by this module's path.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
-from pyspark.ml.linalg import DenseVector, Vector, VectorUDT
+from pyspark.ml.linalg import Vector
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
-from sparkml_lloyd import _engine, _kernel
-from sparkml_lloyd._params import _LloydKMeansParams, validate
+from sparkml_lloyd import _classic, _fit, _persistence, _predict, _predict_arrow, _predict_jvm
+from sparkml_lloyd._params import _LloydKMeansParams, check, validate
 from sparkml_lloyd._persistence import AtomicWriter, CheckedReader
+from sparkml_lloyd._summary import IterationRecord, LloydKMeansSummary
 
-__all__ = ["LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary"]
-
-
-class LloydKMeansSummary:
-    """Training summary of a :class:`LloydKMeansModel` (fields of Spark's ``KMeansSummary``,
-    plus ``costHistory``).
-
-    ``trainingCost`` is measured against the *final* centers, so it equals the cost of
-    ``model.transform`` on the training data. Spark's built-in reports the cost of its last
-    assignment step, i.e. against the centers *before* the last update.
-    """
-
-    def __init__(
-        self,
-        predictions: DataFrame,
-        predictionCol: str,
-        featuresCol: str,
-        k: int,
-        numIter: int,
-        trainingCost: float,
-        clusterSizes: list[int],
-        costHistory: list[float],
-    ) -> None:
-        self.predictions = predictions
-        self.predictionCol = predictionCol
-        self.featuresCol = featuresCol
-        self.k = k
-        self.numIter = numIter
-        self.trainingCost = trainingCost
-        self.clusterSizes = clusterSizes
-        #: ``costHistory[i]`` is the cost of the centers after ``i`` updates:
-        #: ``[0]`` the initial centers, ``[-1]`` the final ones (``== trainingCost``).
-        self.costHistory = costHistory
-
-    @property
-    def cluster(self) -> DataFrame:
-        """The predicted cluster of every training row."""
-        return self.predictions.select(self.predictionCol)
-
-    def __repr__(self) -> str:
-        return (
-            f"LloydKMeansSummary(k={self.k}, numIter={self.numIter}, "
-            f"trainingCost={self.trainingCost:.6g}, clusterSizes={self.clusterSizes})"
-        )
+__all__ = ["IterationRecord", "LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary"]
 
 
 class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable, MLReadable):
     """Lloyd's k-means on Spark with vectorised numpy partitions.
 
     Params, defaults and behaviour follow :class:`pyspark.ml.clustering.KMeans`; in addition
-    ``initialCenters`` fixes the starting centers, and the summary has ``costHistory``.
+    ``initialCenters`` fixes the starting centers, ``handleInvalid`` says what to do with
+    invalid feature rows (``"error"``, the default, ``"skip"`` or ``"keep"``), and the summary
+    has ``costHistory``, one record per iteration (``iterations``) and ``converged``.
+    :meth:`setIterationCallback` follows a fit live.
 
     An iteration assigns every point to its nearest center, then moves each center to the
     (weighted) mean of its points. The fit stops after ``maxIter`` iterations or after the
@@ -90,8 +50,10 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
     >>> model = km.fit(df)
     >>> [c.tolist() for c in model.clusterCenters()]
     [[0.5, 0.5], [8.5, 8.5]]
-    >>> model.summary.clusterSizes, model.summary.numIter
-    ([2, 2], 2)
+    >>> model.summary.clusterSizes, model.summary.numIter, model.summary.converged
+    ([2, 2], 2, True)
+    >>> [(r.iteration, r.maxMove, r.clusterSizes) for r in model.summary.iterations]
+    [(1, 0.7071067811865476, [2, 2]), (2, 0.0, [2, 2])]
     >>> model.predict(Vectors.dense([7.0, 7.0]))
     1
     >>> model.transform(df).select("prediction").collect()[2].prediction
@@ -121,6 +83,7 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         distanceMeasure: str = "euclidean",
         weightCol: str | None = None,
         initialCenters: Any = None,
+        handleInvalid: str = "error",
     ) -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
@@ -140,6 +103,7 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         distanceMeasure: str = "euclidean",
         weightCol: str | None = None,
         initialCenters: Any = None,
+        handleInvalid: str = "error",
     ) -> LloydKMeans:
         """Sets params for LloydKMeans (only those passed; ``None`` leaves a param unset)."""
         kwargs = {k: v for k, v in self._input_kwargs.items() if v is not None}
@@ -194,9 +158,23 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         """Sets the value of :py:attr:`predictionCol`."""
         return self._set(predictionCol=value)
 
-    def _config(self) -> _engine.FitConfig:
+    def setHandleInvalid(self, value: str) -> LloydKMeans:
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
+
+    def setIterationCallback(
+        self, callback: _fit.IterationCallback | None
+    ) -> LloydKMeans:
+        """Follow a fit live: ``callback(record, centers)`` runs on the driver after every
+        iteration, with its :class:`IterationRecord` and the updated centers (a k x d numpy
+        array); ``None`` removes it. An exception from it stops the fit. Not a Param: kept
+        by ``copy()`` (so a Pipeline or CrossValidator calls it too), not saved."""
+        self._iteration_callback = callback
+        return self
+
+    def _config(self) -> _fit.FitConfig:
         initial = validate(self)
-        return _engine.FitConfig(
+        return _fit.FitConfig(
             k=self.getK(),
             max_iter=self.getMaxIter(),
             tol=self.getTol(),
@@ -207,11 +185,13 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
             features_col=self.getFeaturesCol(),
             weight_col=self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol)
             else None,
+            handle_invalid=self.getHandleInvalid(),
             initial_centers=initial,
         )
 
     def _fit(self, dataset: DataFrame) -> LloydKMeansModel:
-        result = _engine.fit(dataset, self._config())
+        result = _classic.fit(dataset, self._config(),
+                              getattr(self, "_iteration_callback", None))
         model = LloydKMeansModel(result.centers)
         model._resetUid(self.uid)
         self._copyValues(model)
@@ -224,6 +204,8 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
             trainingCost=result.training_cost,
             clusterSizes=result.cluster_sizes,
             costHistory=result.cost_history,
+            iterations=result.iterations,
+            converged=result.converged,
         )
         return model
 
@@ -241,13 +223,15 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     """A fitted Lloyd k-means: the centers, and a Transformer adding a prediction column.
 
     ``transform`` adds ``predictionCol`` (IntegerType, replacing a column of that name) with
-    the index of the nearest center; a null feature row gets a null prediction. In classic
-    Spark the assignment runs in the JVM, through Spark's own ``KMeansModel`` holding these
-    centers (built once and kept on this instance); for large models (``k x d >= 2500``),
-    where BLAS beats Spark's row-by-row loop, and under Spark Connect, where there is no
-    JVM to call, it runs this package's numpy kernel in an Arrow UDF. A vector length that
-    differs from the model's fails at ``transform`` when the column's ML attribute metadata
-    declares it, otherwise when an action runs the assignment (Spark's own error).
+    the index of the nearest center. An invalid feature row (null, another number of
+    features, NaN or infinite values, all zeros under cosine) raises when an action reaches
+    it under ``handleInvalid="error"`` (the default), is dropped under ``"skip"`` and gets a
+    null prediction under ``"keep"``; ``predict`` raises or returns None. In classic Spark
+    the assignment runs in the JVM, through Spark's own ``KMeansModel`` holding these centers
+    (built once and kept on this instance); for large models (``k x d >= 2500``), where BLAS
+    beats Spark's row-by-row loop, and under Spark Connect, where there is no JVM to call, it
+    runs this package's numpy kernel in an Arrow UDF. A column whose ML attribute metadata
+    declares another vector length fails at ``transform``.
 
     Examples
     --------
@@ -260,6 +244,14 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     >>> df = spark.createDataFrame([([1.0, 2.0],), ([8.0, 9.0],)], ["features"])
     >>> [r.prediction for r in model.transform(df).collect()]
     [0, 1]
+    >>> bad = spark.createDataFrame([([1.0, 2.0],), ([float("nan"), 0.0],), (None,)],
+    ...                             "features array<double>")
+    >>> model.setHandleInvalid("keep")
+    LloydKMeansModel...
+    >>> [r.prediction for r in model.transform(bad).collect()]
+    [0, None, None]
+    >>> model.setHandleInvalid("skip").transform(bad).count()
+    1
     """
 
     def __init__(self, clusterCenters: Any = None) -> None:
@@ -269,10 +261,9 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
             else np.array([np.asarray(c, dtype=np.float64) for c in clusterCenters])
         )
         self._summary: LloydKMeansSummary | None = None
-        #: Spark's mllib KMeansModel with these centers (a py4j object) and what it was built
-        #: for: (weakref to the SparkContext, distance measure, centers array, JVM model,
-        #: the JvmAssigner around it).
-        self._jvm_model: tuple[Any, str, np.ndarray, Any, Any] | None = None
+        #: Spark's model with these centers, kept for transform (py4j handles: a copy or a
+        #: pickle starts afresh).
+        self._predictor = _predict.Predictor()
 
     def _require_centers(self) -> np.ndarray:
         if self._centers is None:
@@ -311,74 +302,46 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         """Sets the value of :py:attr:`predictionCol`."""
         return self._set(predictionCol=value)
 
-    def predict(self, value: Vector | Any) -> int:
-        """The index of the cluster nearest to one feature vector."""
-        centers = self._require_centers()
-        x = value.toArray() if isinstance(value, Vector) else np.asarray(value, np.float64)
-        x = np.asarray(x, dtype=np.float64).reshape(1, -1)
-        if x.shape[1] != centers.shape[1]:
-            raise ValueError(
-                f"The vector has length {x.shape[1]} but the model was fitted on "
-                f"{centers.shape[1]} features; give a vector of {centers.shape[1]} numbers."
-            )
-        if not np.isfinite(x).all():
-            raise ValueError("The vector contains NaN or infinite values; give finite numbers.")
-        distance = self.getDistanceMeasure()
-        labels, _ = _kernel.nearest(x, _engine.unit_centers(centers, distance), distance)
-        return int(labels[0])
+    def setHandleInvalid(self, value: str) -> LloydKMeansModel:
+        """Sets the value of :py:attr:`handleInvalid`."""
+        return self._set(handleInvalid=value)
+
+    def predict(self, value: Vector | Any) -> int | None:
+        """The index of the cluster nearest to one feature vector. An invalid vector raises
+        a ``ValueError`` under ``handleInvalid="error"`` and gives None otherwise."""
+        check(self, "handleInvalid")
+        return _predict_arrow.predict_one(value, self._require_centers(),
+                                          self.getDistanceMeasure(), self.getHandleInvalid())
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        centers = self._require_centers()
-        features_col, prediction_col = self.getFeaturesCol(), self.getPredictionCol()
-        kind = _engine.check_prediction_input(dataset, features_col, centers.shape[1])
-        col = None
-        if not _engine.use_arrow_path(centers):  # classic Spark, small k x d: Spark's UDF
-            col = self._jvm_assigner(dataset.sparkSession.sparkContext).prediction(
-                dataset, features_col, kind, prediction_col)
-        if col is None:  # Spark Connect, a large k x d, or no UDF to take: numpy kernel
-            col = _engine.prediction_column(
-                dataset, features_col, centers, self.getDistanceMeasure()
-            ).alias(prediction_col, metadata=_engine.prediction_metadata(centers.shape[0]))
-        return dataset.withColumn(prediction_col, col)
-
-    def _mllib_model(self, sc: Any) -> Any:
-        """Spark's mllib KMeansModel with our centers, built once per SparkContext, distance
-        measure and centers array, and kept on this instance (``copy`` drops it)."""
-        centers, distance = self._require_centers(), self.getDistanceMeasure()
-        cached = getattr(self, "_jvm_model", None)  # None too after an older pickle
-        if (cached is not None and cached[0]() is sc and cached[1] == distance
-                and cached[2] is centers):
-            return cached[3]
-        jmodel = _engine.mllib_kmeans_model(sc, centers, distance)
-        assigner = _engine.JvmAssigner(jmodel, self.uid, centers.shape[0])
-        self._jvm_model = (weakref.ref(sc), distance, centers, jmodel, assigner)
-        return jmodel
-
-    def _jvm_assigner(self, sc: Any) -> Any:
-        """The :class:`_engine.JvmAssigner` around :meth:`_mllib_model` (cached with it)."""
-        self._mllib_model(sc)
-        assert self._jvm_model is not None
-        return self._jvm_model[4]
+        check(self, "handleInvalid")
+        return self._predictor.transform(
+            dataset, self._require_centers(), self.getDistanceMeasure(), self.uid,
+            self.getFeaturesCol(), self.getPredictionCol(), self.getHandleInvalid())
 
     def __getstate__(self) -> dict[str, Any]:
-        # The cached JVM model is a py4j handle: neither picklable nor worth copying.
         state = self.__dict__.copy()
-        state["_jvm_model"] = None
+        state["_predictor"] = None  # py4j handles: neither picklable nor worth copying
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._predictor = _predict.Predictor()
 
     def toSparkModel(self) -> Any:
         """This model as Spark's own :class:`pyspark.ml.clustering.KMeansModel`.
 
         Same centers, distance measure and column params (use it from Scala, Spark Connect
         clients or PMML export). Its ``transform`` assigns exactly as ours does in classic
-        Spark, but a null feature vector is an error there, not null, an existing
-        ``predictionCol`` is an error instead of being replaced, and ``array<double>``
-        columns are accepted only when their type rules out null elements.
+        Spark, but an invalid row is an error there whatever ``handleInvalid`` says (except
+        an infinite value, which gets some cluster), an existing ``predictionCol`` is an error
+        instead of being replaced, and ``array<double>`` columns are accepted only when their
+        type rules out null elements.
         """
         centers = self._require_centers()
         summary = self._summary
-        spark_model = _engine.spark_kmeans_model(
-            centers, self.getDistanceMeasure(),
+        spark_model = _predict_jvm.spark_kmeans_model(
+            SparkSession.active().sparkContext, centers, self.getDistanceMeasure(),
             summary.trainingCost if summary else 0.0, summary.numIter if summary else 0,
             self.uid,
         )
@@ -392,7 +355,7 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         """A copy with the same uid, centers and params (plus ``extra``); no summary."""
         that = super().copy(extra)
         that._summary = None
-        that._jvm_model = None
+        that._predictor = _predict.Predictor()
         return that
 
     # -- persistence ---------------------------------------------------------------------
@@ -401,7 +364,8 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         """An :class:`MLWriter` that saves params and centers atomically."""
         return AtomicWriter(
             self,
-            write_data=_write_centers,
+            write_data=lambda m, path, spark: _persistence.write_centers(
+                m._require_centers(), path, spark),
             extra_metadata=lambda m: {"numFeatures": m.numFeatures,
                                       "numClusters": len(m._require_centers())},
         )
@@ -409,45 +373,9 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     @classmethod
     def read(cls) -> CheckedReader[LloydKMeansModel]:
         """An :class:`MLReader` for a saved :class:`LloydKMeansModel`."""
-        return CheckedReader(cls, read_data=_read_centers)
+        return CheckedReader(cls, read_data=_read_data)
 
 
-_DATA_SCHEMA = T.StructType(
-    [T.StructField("clusterIdx", T.IntegerType()), T.StructField("clusterCenter", VectorUDT())]
-)
-
-
-def _write_centers(model: LloydKMeansModel, path: str, spark: SparkSession) -> None:
-    rows = [(i, DenseVector(c)) for i, c in enumerate(model._require_centers())]
-    spark.createDataFrame(rows, _DATA_SCHEMA).coalesce(1).write.parquet(path)
-
-
-def _read_centers(
-    model: LloydKMeansModel, path: str, spark: SparkSession, metadata: dict[str, Any]
-) -> None:
-    try:
-        rows = spark.read.parquet(path).collect()
-    except Exception as e:  # an emptied or corrupted data folder
-        raise ValueError(
-            f"Cannot load LloydKMeansModel: the data under {path!r} is unreadable "
-            f"({type(e).__name__}). Save the model again."
-        ) from None
-    expected = metadata.get("numClusters")
-    rows = sorted(rows, key=lambda r: r.clusterIdx)
-    if not rows or (expected is not None and len(rows) != expected) or [
-        r.clusterIdx for r in rows
-    ] != list(range(len(rows))):
-        raise ValueError(
-            f"Cannot load LloydKMeansModel: {path!r} holds {len(rows)} centers but the "
-            f"metadata says {expected}; the saved model is incomplete. Save it again."
-        )
-    lengths = {r.clusterCenter.size for r in rows}
-    features = metadata.get("numFeatures")
-    if len(lengths) != 1 or (features is not None and lengths != {features}):
-        raise ValueError(
-            f"Cannot load LloydKMeansModel: {path!r} holds centers of length(s) "
-            f"{sorted(lengths)} but the metadata says numFeatures={features}; the saved "
-            "model is inconsistent. Save it again."
-        )
-    model._centers = np.array([r.clusterCenter.toArray() for r in rows])
-
+def _read_data(model: LloydKMeansModel, path: str, spark: SparkSession,
+               metadata: dict[str, Any]) -> None:
+    model._centers = _persistence.read_centers(path, spark, metadata, type(model).__name__)

@@ -17,9 +17,7 @@ count each kind of resource of one local SparkSession:
 
 from __future__ import annotations
 
-import glob
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -58,22 +56,10 @@ def python_broadcasts(spark: SparkSession) -> int:
 
 
 def host_block_files(pids: set[int]) -> list[str]:
-    """Files of the host-local block store whose writer's JVM is one of ``pids``.
+    """Files of the host-local block store whose writer's JVM is one of ``pids``."""
+    from sparkml_lloyd import _blockstore
 
-    Empty when the package has no block store. The file name carries the JVM's pid
-    (``<PREFIX><fit id>-<pid>-p<partition>-...``), parsed as ``sweep_orphans`` does.
-    """
-    try:
-        from sparkml_lloyd import _blockstore
-    except ImportError:
-        return []
-    found = []
-    for directory in {_blockstore.storage_dir(), tempfile.gettempdir()}:
-        for path in glob.glob(os.path.join(directory, _blockstore.PREFIX + "*")):
-            fields = os.path.basename(path)[len(_blockstore.PREFIX):].split("-")
-            if len(fields) > 1 and fields[1].isdigit() and int(fields[1]) in pids:
-                found.append(path)
-    return sorted(found)
+    return _blockstore.block_files(pids)
 
 
 def collect_jvm_garbage(spark: SparkSession, settle: float = 0.5) -> None:

@@ -1,24 +1,26 @@
 """docs/api.md is hand-written; these checks keep it in step with the code.
 
-* Every public method, property and param of ``LloydKMeans``, ``LloydKMeansModel`` and
-  ``LloydKMeansSummary`` defined in this package (or in pyspark's shared param mixins, which
-  provide ``getTol``, ``maxIter`` ...) is mentioned in a code span of its class's section.
+* Every public method, property and param of ``LloydKMeans``, ``LloydKMeansModel``,
+  ``LloydKMeansSummary`` and ``IterationRecord`` defined in this package (or in pyspark's
+  shared param mixins, which provide ``getTol``, ``maxIter`` ...) is mentioned in a code span
+  of its class's section.
   The model's params and getters are the estimator's and are documented once, there.
 * Every ``Class.member`` the page names in a code span exists.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from pathlib import Path
 
 import pytest
 
-from sparkml_lloyd import LloydKMeans, LloydKMeansModel, LloydKMeansSummary
+from sparkml_lloyd import IterationRecord, LloydKMeans, LloydKMeansModel, LloydKMeansSummary
 
 API = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-CLASSES = (LloydKMeans, LloydKMeansModel, LloydKMeansSummary)
+CLASSES = (LloydKMeans, LloydKMeansModel, LloydKMeansSummary, IterationRecord)
 DOCUMENTED_MODULES = ("sparkml_lloyd", "pyspark.ml.param.shared")
 
 
@@ -32,6 +34,8 @@ def public_members(cls: type) -> set[str]:
             names.add(name)
     if cls is LloydKMeansSummary:  # plain attributes, set in __init__
         names |= set(inspect.signature(cls.__init__).parameters) - {"self"}
+    if dataclasses.is_dataclass(cls):
+        names |= {f.name for f in dataclasses.fields(cls)}
     return names
 
 
@@ -69,17 +73,18 @@ def test_every_public_member_is_documented(api_text, cls):
 
 def test_every_documented_member_exists(api_text):
     by_name = {cls.__name__: cls for cls in CLASSES}
-    summary_fields = public_members(LloydKMeansSummary)
+    fields = public_members(LloydKMeansSummary) | public_members(IterationRecord)
     named = {
         (owner, member)
         for span in code_spans(api_text)
-        for owner, member in re.findall(r"\b(LloydKMeans(?:Model|Summary)?)\.(\w+)", span)
+        for owner, member in re.findall(
+            r"\b(LloydKMeans(?:Model|Summary)?|IterationRecord)\.(\w+)", span)
     }
     assert len(named) > 40
     unknown = sorted(
         f"{owner}.{member}" for owner, member in named
         if not hasattr(by_name[owner], member)
-        and not (owner == "LloydKMeansSummary" and member in summary_fields)
+        and not (owner in ("LloydKMeansSummary", "IterationRecord") and member in fields)
     )
     assert not unknown, f"docs/api.md names members that do not exist: {unknown}"
 
@@ -88,4 +93,6 @@ def test_public_members_are_found():
     """Guard the guard: the introspection sees the members it must."""
     assert {"setK", "getTol", "maxIter", "clearInitialCenters"} <= public_members(LloydKMeans)
     assert {"clusterCenters", "summary", "predict"} <= public_members(LloydKMeansModel)
-    assert {"costHistory", "cluster", "trainingCost"} <= public_members(LloydKMeansSummary)
+    assert {"costHistory", "cluster", "trainingCost", "iterations"} <= public_members(
+        LloydKMeansSummary)
+    assert {"iteration", "maxMove", "seconds"} <= public_members(IterationRecord)

@@ -1,6 +1,5 @@
 """Host-local block storage: round trip, misses, clean-up; and the fit's fallback on a miss."""
 
-import glob
 import logging
 import os
 import subprocess
@@ -10,16 +9,15 @@ import numpy as np
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 
-from sparkml_lloyd import LloydKMeans, _engine
+from sparkml_lloyd import LloydKMeans, _transport
 from sparkml_lloyd import _blockstore as bs
-from sparkml_lloyd._engine import CONF_LOOP
+from sparkml_lloyd._transport import CONF_LOOP
 from tests.helpers import make_df, relative_difference
 
 
 def jvm_files(spark):
     """Block files written by the executors of this test session's JVM (others may run)."""
-    jvm = spark.sparkContext._jvm.ProcessHandle.current().pid()
-    return glob.glob(os.path.join(bs.storage_dir(), f"{bs.PREFIX}*-{jvm}-p*"))
+    return bs.block_files({spark.sparkContext._jvm.ProcessHandle.current().pid()})
 
 
 def test_write_open_delete_round_trip():
@@ -61,20 +59,16 @@ def test_fit_recomputes_lost_blocks_from_the_lineage(spark, caplog):
     C0 = X[:4]
     spark.conf.set(CONF_LOOP, "false")
 
-    class DeleteBlocks(logging.Handler):
-        def emit(self, record):
-            if getattr(record, "iteration", None) == 1:
-                for path in jvm_files(spark):
-                    os.unlink(path)
+    def delete_blocks(record, centers):
+        if record.iteration == 1:
+            for path in jvm_files(spark):
+                os.unlink(path)
 
-    handler = DeleteBlocks()
-    logger = logging.getLogger("sparkml_lloyd")
-    logger.addHandler(handler)
+    estimator = LloydKMeans(k=4, initialCenters=C0, maxIter=5, tol=0.0)
     try:
         with caplog.at_level(logging.INFO, logger="sparkml_lloyd"):
-            model = LloydKMeans(k=4, initialCenters=C0, maxIter=5, tol=0.0).fit(make_df(spark, X))
+            model = estimator.setIterationCallback(delete_blocks).fit(make_df(spark, X))
     finally:
-        logger.removeHandler(handler)
         spark.conf.unset(CONF_LOOP)
     assert any("recomputing" in r.getMessage() for r in caplog.records)
     sk = SkKMeans(n_clusters=4, init=C0, n_init=1, max_iter=5, tol=0.0,
@@ -90,14 +84,14 @@ def test_blocks_missing_when_the_loop_starts_send_the_fit_to_the_lineage(
     falls back to one job per pass, those recompute from the source: the oracle's result."""
     X, _ = make_blobs(n_samples=1200, centers=4, n_features=3, cluster_std=3.0, random_state=6)
     C0 = X[:4]
-    start = _engine._Passes._start
+    start = _transport.ExecutorLoop._start
 
     def delete_then_start(self, *args):
         for path in jvm_files(spark):
             os.unlink(path)
         return start(self, *args)
 
-    monkeypatch.setattr(_engine._Passes, "_start", delete_then_start)
+    monkeypatch.setattr(_transport.ExecutorLoop, "_start", delete_then_start)
     with caplog.at_level(logging.INFO, logger="sparkml_lloyd"):
         model = LloydKMeans(k=4, initialCenters=C0, maxIter=5, tol=0.0).fit(make_df(spark, X))
     messages = [r.getMessage() for r in caplog.records]

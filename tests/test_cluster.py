@@ -164,24 +164,26 @@ def _failed_tasks(spark: SparkSession, group: str) -> int:
 
 
 class _IterationEvents(logging.Handler):
-    """Reports chosen iterations of a running fit to the parent."""
+    """Reports chosen iterations of a running fit to the parent (as the fit's iteration
+    callback), and counts the executor loop's fallbacks (warnings of the package logger)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.WARNING)
         self.wanted: set[int] = set()
         self.loop_fallbacks = 0
         #: when set, the fit waits at a reported iteration until this file exists
         self.resume_file: str | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        iteration = getattr(record, "iteration", None)
-        if iteration in self.wanted:
-            emit("iteration", iteration=iteration, at=time.monotonic())
+    def on_iteration(self, record: Any, centers: Any) -> None:
+        if record.iteration in self.wanted:
+            emit("iteration", iteration=record.iteration, at=time.monotonic())
             deadline = time.monotonic() + 60
             while self.resume_file and not os.path.exists(self.resume_file):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.resume_file} did not appear")
                 time.sleep(0.01)
+
+    def emit(self, record: logging.LogRecord) -> None:
         if "executor loop stopped" in record.getMessage():
             self.loop_fallbacks += 1
 
@@ -198,7 +200,9 @@ def _run(spark: SparkSession, command: dict[str, Any], events: _IterationEvents)
         events.loop_fallbacks = 0
         events.resume_file = command.get("resume_file")
         try:
-            model = LloydKMeans(**command["params"]).fit(frame(spark, command["data"]))
+            estimator = LloydKMeans(**command["params"]).setIterationCallback(
+                events.on_iteration)
+            model = estimator.fit(frame(spark, command["data"]))
         finally:
             events.wanted, events.resume_file = set(), None
         emit("fit", started=started, finished=time.monotonic(),
@@ -221,9 +225,7 @@ def serve(master_url: str) -> None:
     spark = build_session(master_url, "sparkml_lloyd-cluster-tests")
     spark.sparkContext.setLogLevel("ERROR")
     events = _IterationEvents()
-    log = logging.getLogger("sparkml_lloyd")
-    log.setLevel(logging.INFO)
-    log.addHandler(events)
+    logging.getLogger("sparkml_lloyd").addHandler(events)
     wait_for_executors(spark.sparkContext, 2)
     emit("ready", pid=os.getpid())
     for line in sys.stdin:

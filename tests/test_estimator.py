@@ -153,8 +153,8 @@ def test_fit_releases_everything_it_cached(spark, blobs):
     assert persistent_rdds(spark) == before
 
 
-def test_null_features_give_a_null_prediction(spark):
-    model = LloydKMeansModel([[0.0, 0.0], [5.0, 5.0]])
+def test_null_features_give_a_null_prediction_under_keep(spark):
+    model = LloydKMeansModel([[0.0, 0.0], [5.0, 5.0]]).setHandleInvalid("keep")
     schema = "id int, features array<double>"
     df = spark.createDataFrame([(0, [4.0, 4.0]), (1, None), (2, [0.5, 0.0])], schema)
     assert [r.prediction for r in model.transform(df).orderBy("id").collect()] == [1, None, 0]

@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from sklearn.datasets import make_blobs
 
 from sparkml_lloyd import LloydKMeans
-from sparkml_lloyd._engine import CONF_LOOP, CONF_LOOP_TIMEOUT
+from sparkml_lloyd._transport import CONF_LOOP, CONF_LOOP_TIMEOUT
 from tests.helpers import make_df
 from tests.test_cluster import STAIRCASE_PARAMS, frame
 
@@ -184,24 +184,24 @@ def test_partitions_are_capped_at_the_task_slots():
     all run at once."""
     from types import SimpleNamespace
 
-    from sparkml_lloyd._engine import _task_slots
+    from sparkml_lloyd._classic import task_slots
 
     def sc(parallelism: int, task_cpus: str | None) -> Any:
         conf = {} if task_cpus is None else {"spark.task.cpus": task_cpus}
         return SimpleNamespace(defaultParallelism=parallelism,
                                getConf=lambda: SimpleNamespace(get=conf.get))
 
-    assert _task_slots(sc(8, None)) == 8
-    assert _task_slots(sc(8, "2")) == 4
-    assert _task_slots(sc(2, "4")) == 1
+    assert task_slots(sc(8, None)) == 8
+    assert task_slots(sc(8, "2")) == 4
+    assert task_slots(sc(2, "4")) == 1
 
 
 def test_a_pass_read_backwards_gives_the_same_bits(monkeypatch):
     """A fit reads a partition's blocks last to first every other iteration (the blocks still
     in cache come first); the parts are merged in block order, so the statistics are the
     same bits either way."""
-    from sparkml_lloyd import _engine
     from sparkml_lloyd import _kernel as K
+    from sparkml_lloyd import _passes
 
     rng = np.random.default_rng(9)
     blocks = [(rng.normal(size=(rows, 4)) * 10.0**e, rng.uniform(0.1, 2.0, rows))
@@ -215,8 +215,8 @@ def test_a_pass_read_backwards_gives_the_same_bits(monkeypatch):
         return block_stats(x, *args)
 
     monkeypatch.setattr(K, "block_stats", recording)
-    forwards = _engine._stats_pass(blocks, centers, K.EUCLIDEAN)
-    backwards = _engine._stats_pass(blocks, centers, K.EUCLIDEAN, backwards=True)
+    forwards = _passes.stats_pass(blocks, centers, K.EUCLIDEAN)
+    backwards = _passes.stats_pass(blocks, centers, K.EUCLIDEAN, backwards=True)
     assert seen == [700, 3, 250, 1000, 64, 64, 1000, 250, 3, 700]
     for a, b in zip(forwards, backwards, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -3,10 +3,8 @@ and determinism. (Killed executors and Python workers: tests/test_cluster.py.)""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from sparkml_lloyd import LloydKMeans
-from sparkml_lloyd._engine import CONF_LOOP
+from sparkml_lloyd._transport import CONF_LOOP
 from tests.leaks import (
     block_ids,
     collect_jvm_garbage,
@@ -31,16 +29,6 @@ from tests.test_cluster import STAIRCASE_PARAMS, fit_result, frame, staircase
 LONG_ITERATIONS = 300
 
 
-@pytest.fixture
-def lloyd_log() -> Iterator[logging.Logger]:
-    """The package logger at INFO (per-iteration records), restored afterwards."""
-    log = logging.getLogger("sparkml_lloyd")
-    level = log.level
-    log.setLevel(logging.INFO)
-    yield log
-    log.setLevel(level)
-
-
 def test_the_same_seed_and_partitioning_give_bit_identical_centers(spark: SparkSession) -> None:
     """Two runs, each init mode: exactly the same centers, iterations and cost (the cluster
     gives them too, see test_cluster.py)."""
@@ -53,7 +41,7 @@ def test_the_same_seed_and_partitioning_give_bit_identical_centers(spark: SparkS
 
 @pytest.mark.parametrize("loop", ["false", "true"])
 def test_two_fits_in_parallel_threads_do_not_interfere(
-    spark: SparkSession, lloyd_log: logging.Logger, loop: str
+    spark: SparkSession, loop: str
 ) -> None:
     """Two fits at the same time on one SparkSession (different data, k and dimension) give
     exactly their sequential results: neither uses the other's broadcast centers or cached
@@ -64,13 +52,13 @@ def test_two_fits_in_parallel_threads_do_not_interfere(
     back to jobs per pass, and those wait for the cores: same results, no deadlock."""
     spark.conf.set(CONF_LOOP, loop)
     try:
-        _two_fits_in_parallel(spark, lloyd_log, interleaved=loop == "false")
+        _two_fits_in_parallel(spark, interleaved=loop == "false")
     finally:
         spark.conf.unset(CONF_LOOP)
 
 
 def _two_fits_in_parallel(
-    spark: SparkSession, lloyd_log: logging.Logger, interleaved: bool
+    spark: SparkSession, interleaved: bool
 ) -> None:
     jobs = {
         "blobs": ({"k": 4, "seed": 2, "maxIter": 25, "tol": 0.0}, "blobs"),
@@ -81,13 +69,11 @@ def _two_fits_in_parallel(
     before = footprint(spark)
     running: dict[str, set[str]] = {name: set() for name in jobs}
 
-    class Overlap(logging.Handler):
+    def overlap(record: Any, centers: Any) -> None:
         """Which fits' threads were alive while each fit iterated."""
-
-        def emit(self, record: logging.LogRecord) -> None:
-            me = threading.current_thread().name
-            if getattr(record, "iteration", None) is not None and me in jobs:
-                running[me] |= {t.name for t in threading.enumerate() if t.name in jobs}
+        me = threading.current_thread().name
+        if me in jobs:
+            running[me] |= {t.name for t in threading.enumerate() if t.name in jobs}
 
     barrier = threading.Barrier(len(jobs))
     results: dict[str, Any] = {}
@@ -98,20 +84,16 @@ def _two_fits_in_parallel(
         df = frame(spark, data)
         barrier.wait()
         try:
-            results[name] = fit_result(LloydKMeans(**params).fit(df))
+            estimator = LloydKMeans(**params).setIterationCallback(overlap)
+            results[name] = fit_result(estimator.fit(df))
         except BaseException as e:  # reported below
             results[name] = e
 
-    handler = Overlap()
-    lloyd_log.addHandler(handler)
-    try:
-        threads = [threading.Thread(target=run, name=name, args=(name,)) for name in jobs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=600)
-    finally:
-        lloyd_log.removeHandler(handler)
+    threads = [threading.Thread(target=run, name=name, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
     assert results == sequential
     if interleaved:
         assert running["blobs"] == set(jobs), "the fits did not run at the same time"
@@ -164,7 +146,7 @@ def _sample(spark: SparkSession) -> Sample:
 
 @pytest.mark.slow
 def test_a_long_fit_holds_a_constant_footprint(
-    spark: SparkSession, lloyd_log: logging.Logger
+    spark: SparkSession
 ) -> None:
     """300 iterations hold exactly as many cached RDDs and blocks, broadcasts and block files
     at the last iteration as at iteration 10, and driver and worker memory stay flat.
@@ -188,23 +170,14 @@ def test_a_long_fit_holds_a_constant_footprint(
     df = frame(spark, "staircase", points=(x, w))
     samples: dict[int, Sample] = {}
 
-    class Sampler(logging.Handler):
-        """Samples the footprint from inside the fit, at chosen iterations."""
-
-        def emit(self, record: logging.LogRecord) -> None:
-            """Sample at iterations 10 and 300."""
-            iteration = getattr(record, "iteration", None)
-            if iteration in (10, LONG_ITERATIONS):
-                samples[iteration] = _sample(spark)
+    def sample(record: Any, centers: Any) -> None:
+        """Samples the footprint from inside the fit, at iterations 10 and 300."""
+        if record.iteration in (10, LONG_ITERATIONS):
+            samples[record.iteration] = _sample(spark)
 
     before = footprint(spark)
-    handler = Sampler()
-    lloyd_log.addHandler(handler)
     started = time.monotonic()
-    try:
-        model = LloydKMeans(**params).fit(df)
-    finally:
-        lloyd_log.removeHandler(handler)
+    model = LloydKMeans(**params).setIterationCallback(sample).fit(df)
     seconds = time.monotonic() - started
     assert model.summary.numIter == LONG_ITERATIONS
     early, late = samples[10], samples[LONG_ITERATIONS]

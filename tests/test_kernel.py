@@ -6,6 +6,19 @@ import pytest
 from sparkml_lloyd import _kernel as K
 
 
+def weighted_sums(x, labels, weights, k):
+    """The two-sweep reference of the fused kernel: the same chunks and order of additions as
+    ``block_stats``, applied to labels computed over the whole block first."""
+    sums = np.zeros((k, x.shape[1]))
+    for start in range(0, x.shape[0], K.CHUNK_ROWS):
+        stop = start + K.CHUNK_ROWS
+        K._add_chunk_sums(sums, x[start:stop], labels[start:stop],
+                          None if weights is None else weights[start:stop])
+    total = (np.bincount(labels, minlength=k).astype(np.float64) if weights is None
+             else np.bincount(labels, weights=weights, minlength=k))
+    return sums, total
+
+
 def brute_force(x, centers):
     d = ((x[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
     return d.argmin(1), d.min(1)
@@ -61,7 +74,7 @@ def test_weighted_sums_every_path_equals_reference(monkeypatch, k, d, weighted):
     ww = w if weighted else np.ones(1000)
     labels = rng.integers(0, k, size=1000).astype(np.int32)
     x.flags.writeable = False  # blocks are read-only memory maps
-    sums, wsum = K.weighted_sums(x, labels, w, k)
+    sums, wsum = weighted_sums(x, labels, w, k)
     ref = np.array([(x[labels == j] * ww[labels == j, None]).sum(0) for j in range(k)])
     np.testing.assert_allclose(sums, ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(wsum, [ww[labels == j].sum() for j in range(k)])
@@ -86,7 +99,7 @@ def test_block_stats_in_one_sweep_equals_assign_then_sum(monkeypatch, k, d, weig
     x.flags.writeable = False  # blocks are read-only memory maps
     stats = K.block_stats(x, w, c, distance)
     labels, dist = K.nearest(x, c, distance)
-    sums, wsum = K.weighted_sums(x, labels, w, k)
+    sums, wsum = weighted_sums(x, labels, w, k)
     np.testing.assert_array_equal(stats.sums, sums)
     np.testing.assert_array_equal(stats.weights, wsum)
     assert stats.counts.tolist() == np.bincount(labels, minlength=k).tolist()

@@ -1,7 +1,9 @@
 """LloydKMeansModel.transform on both paths, against independent oracles.
 
 Classic Spark assigns in the JVM (Spark's own KMeansModel holding our centers); the Arrow UDF
-path is what Spark Connect uses, forced here by switching ``_engine.jvm_reachable`` off.
+path is what Spark Connect uses, forced here by monkeypatching ``_predict.on_jvm``. The rows
+here are valid but for null ones, which ``handleInvalid="keep"`` turns into null predictions
+(tests/test_invalid_rows.py covers every kind of invalid row on every path).
 The oracles are numpy on the centers directly: the argmin of ``sum((x - c)**2)`` (Euclidean)
 and the argmax of ``x.c / (|x| |c|)`` (cosine).
 """
@@ -22,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkml_lloyd import LloydKMeansModel, _engine
+from sparkml_lloyd import LloydKMeansModel, _predict, _predict_jvm
 from tests.helpers import make_df
 from tests.leaks import jobs_started
 
@@ -100,8 +102,13 @@ def expected_df(spark: SparkSession, df: DataFrame, labels: np.ndarray,
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test on the JVM path or, with the JVM switched off, the Arrow path."""
     if request.param == "arrow":
-        monkeypatch.setattr(_engine, "jvm_reachable", lambda: False)
+        monkeypatch.setattr(_predict, "on_jvm", lambda df: False)
     return request.param
+
+
+def keeping(centers: Any) -> LloydKMeansModel:
+    """A model that predicts null for the null rows of :func:`features_df`."""
+    return LloydKMeansModel(centers).setHandleInvalid("keep")
 
 
 def with_distance(model: LloydKMeansModel, distance: str) -> LloydKMeansModel:
@@ -122,7 +129,7 @@ def test_predictions_equal_the_oracle(spark, data, kind, distance, path):
     oracle's cluster, row order and the other columns are unchanged, nothing else added."""
     X, centers = data
     df = features_df(spark, X, kind)
-    out = with_distance(LloydKMeansModel(centers), distance).transform(df)
+    out = with_distance(keeping(centers), distance).transform(df)
     assert out.columns == ["id", "features", "tag", "prediction"]
     assert out.schema["prediction"].dataType == T.IntegerType()
     assert_df_equality(out, expected_df(spark, df, oracle(X, centers, distance)))
@@ -147,7 +154,7 @@ def test_the_oracle_data_has_no_near_ties(data):
 
 def test_a_non_nullable_column(spark, data, path):
     """A column that cannot hold nulls: on the JVM path Spark's optimizer removes the null
-    wrapper, leaving the built-in's plan."""
+    test from the row rule."""
     X, centers = data
     schema = T.StructType([T.StructField("features", VectorUDT(), False)])
     df = spark.createDataFrame([(DenseVector(x),) for x in X], schema)
@@ -156,9 +163,9 @@ def test_a_non_nullable_column(spark, data, path):
     assert out.columns == ["features", "prediction"]
     if path == "jvm":
         plan = physical_plan(out)
-        assert "coalesce" not in plan and "CASE WHEN" not in plan, plan
+        assert "isnotnull(features" not in plan and "THEN UDF(features" in plan, plan
         nullable = features_df(spark, X, "dense")
-        assert "CASE WHEN" in physical_plan(LloydKMeansModel(centers).transform(nullable))
+        assert "isnotnull(features" in physical_plan(keeping(centers).transform(nullable))
 
 
 def test_with_column_semantics(spark, data, path):
@@ -224,14 +231,6 @@ def test_a_wrong_length_declared_by_metadata_fails_at_transform(spark, path):
     assert model.transform(two).collect()[0].prediction == 1
 
 
-def test_a_wrong_length_without_metadata_fails_at_the_action(spark):
-    """JVM path: Spark's own check, when an action runs the assignment."""
-    from py4j.protocol import Py4JJavaError
-
-    df = spark.createDataFrame([([1.0, 2.0, 3.0],)], "features array<double>")
-    out = LloydKMeansModel([[0.0, 0.0], [1.0, 1.0]]).transform(df)
-    with pytest.raises(Py4JJavaError, match="Both vectors should have same length"):
-        out.collect()
 
 
 # -- the JVM model: cheap to build, cached -----------------------------------------------
@@ -279,7 +278,7 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
     (the old builder took one per number, 10,000), in the first transform (which builds it)
     and in toSparkModel(); a second transform reuses the model and takes fewer."""
     # 100 x 100 would take the Arrow path (see the next test); this one is about the JVM's
-    monkeypatch.setattr(_engine, "ARROW_MIN_CENTER_VALUES", 10**9)
+    monkeypatch.setattr(_predict, "ARROW_MIN_CENTER_VALUES", 10**9)
     X, centers = big
     df = make_df(spark, X)
     small_df = make_df(spark, X[:, :2])
@@ -311,7 +310,7 @@ def test_a_transform_is_one_py4j_call_like_the_builtins(spark, data, py4j_calls)
     X, centers = data
     df = features_df(spark, X, "dense").select(
         "*", *[F.lit(i).alias(f"c{i}") for i in range(20)])
-    model = LloydKMeansModel(centers)
+    model = keeping(centers)
     model.transform(df)
     assert py4j_calls.of(lambda: model.transform(df)) == 1
     replacing = df.withColumn("prediction", F.lit(0))
@@ -325,14 +324,15 @@ def test_a_transform_is_one_py4j_call_like_the_builtins(spark, data, py4j_calls)
         for i, v in enumerate(oracle(X, centers, "euclidean"))]
 
 
-def test_the_jvm_path_is_sparks_udf_under_a_null_guard(spark, data):
-    """The plan is the built-in's projection, ``UDF(features)``, inside ``CASE WHEN
-    isnotnull(features)``: no other expression around Spark's UDF, and one projection."""
+def test_the_jvm_path_is_sparks_udf_under_the_row_rule(spark, data):
+    """The plan is the built-in's projection, ``UDF(features)``, inside ``CASE WHEN`` the row
+    rule holds (read from the vector's stored values, no copy): one projection."""
     X, centers = data
     df = features_df(spark, X, "dense")
-    plan = physical_plan(LloydKMeansModel(centers).transform(df))
-    assert "CASE WHEN isnotnull(features#" in plan and "THEN UDF(features#" in plan, plan
-    assert plan.count("Project [") == 1 and "coalesce" not in plan, plan
+    plan = physical_plan(keeping(centers).transform(df))
+    assert "CASE WHEN ((isnotnull(features#" in plan and "THEN UDF(features#" in plan, plan
+    assert "array_max(unwrap_udt(features#" in plan, plan
+    assert plan.count("Project [") == 1 and "vector_to_array" not in plan, plan
 
 
 def test_without_sparks_udf_the_model_assigns_with_the_arrow_udf(spark, data, monkeypatch,
@@ -344,8 +344,8 @@ def test_without_sparks_udf_the_model_assigns_with_the_arrow_udf(spark, data, mo
     def unavailable(*args: Any) -> Any:
         raise RuntimeError("unexpected plan of KMeansModel.transform: 'Window [...]'")
 
-    monkeypatch.setattr(_engine, "spark_prediction_udf", unavailable)
-    model = LloydKMeansModel(centers)
+    monkeypatch.setattr(_predict_jvm, "spark_prediction_udf", unavailable)
+    model = keeping(centers)
     df = features_df(spark, X, "dense")
     with caplog.at_level("WARNING", logger="sparkml_lloyd"):
         out = model.transform(df)
@@ -363,47 +363,28 @@ def test_without_sparks_udf_the_model_assigns_with_the_arrow_udf(spark, data, mo
 def test_large_models_assign_in_an_arrow_udf_small_ones_in_the_jvm(spark, big, data):
     """k x d >= ARROW_MIN_CENTER_VALUES: BLAS in a Python worker beats Spark's row loop."""
     X, centers = big
-    assert centers.size >= _engine.ARROW_MIN_CENTER_VALUES
+    assert centers.size >= _predict.ARROW_MIN_CENTER_VALUES
     out = LloydKMeansModel(centers).transform(make_df(spark, X))
     assert "ArrowEvalPython" in physical_plan(out)
     assert [r.prediction for r in out.orderBy("id").collect()] == oracle(
         X, centers, "euclidean").tolist()
     Xs, small = data
-    assert small.size < _engine.ARROW_MIN_CENTER_VALUES
+    assert small.size < _predict.ARROW_MIN_CENTER_VALUES
     out = LloydKMeansModel(small).transform(features_df(spark, Xs, "dense"))
     assert "ArrowEvalPython" not in physical_plan(out)
-
-
-@pytest.mark.parametrize("row,distance,message", [
-    ([1.0, float("nan")], "euclidean", "NaN values"),
-    ([0.0, 0.0], "cosine", "not defined for an all-zero vector"),
-])
-def test_the_arrow_path_fails_on_rows_the_jvm_path_fails_on(
-    spark, monkeypatch, row, distance, message
-):
-    from pyspark.errors import PythonException
-
-    monkeypatch.setattr(_engine, "jvm_reachable", lambda: False)
-    model = with_distance(LloydKMeansModel([[1.0, 0.0], [0.0, 1.0]]), distance)
-    df = spark.createDataFrame([([1.0, 0.5],), (row,)], "features array<double>")
-    with pytest.raises(PythonException, match=message):
-        model.transform(df).collect()
-    # infinite values are not an error (as in Spark's model): they get some cluster
-    inf = spark.createDataFrame([([float("inf"), 0.0],)], "features array<double>")
-    assert model.transform(inf).collect()[0].prediction in (0, 1)
 
 
 @pytest.fixture
 def builds(monkeypatch) -> list[str]:
     """The distance measure of every JVM model built during the test."""
     made: list[str] = []
-    build = _engine.mllib_kmeans_model
+    build = _predict_jvm.mllib_kmeans_model
 
     def spy(sc: Any, centers: np.ndarray, distance: str, *args: Any) -> Any:
         made.append(distance)
         return build(sc, centers, distance, *args)
 
-    monkeypatch.setattr(_engine, "mllib_kmeans_model", spy)
+    monkeypatch.setattr(_predict_jvm, "mllib_kmeans_model", spy)
     return made
 
 
@@ -411,7 +392,7 @@ def test_the_jvm_model_is_cached_and_follows_the_column_params(spark, data, buil
     X, centers = data
     df = features_df(spark, X, "dense")
     labels = oracle(X, centers, "euclidean")
-    model = LloydKMeansModel(centers)
+    model = keeping(centers)
     assert_df_equality(model.transform(df), expected_df(spark, df, labels))
     assert_df_equality(model.transform(df), expected_df(spark, df, labels))
     assert builds == ["euclidean"]
@@ -431,7 +412,7 @@ def test_a_copy_builds_its_own_jvm_model(spark, data, builds):
     """copy() may change the distance measure: the copy builds a model for its own params."""
     X, centers = data
     df = features_df(spark, X, "sparse")
-    model = LloydKMeansModel(centers)
+    model = keeping(centers)
     model.transform(df).collect()
     cosine = with_distance(model, "cosine")
     assert_df_equality(cosine.transform(df),
@@ -443,7 +424,7 @@ def test_a_copy_builds_its_own_jvm_model(spark, data, builds):
     assert len(builds) == 3
     # the cached py4j handle is not part of a copy or a pickle
     for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert other._jvm_model is None
+        assert other._predictor._jvm is None
         np.testing.assert_array_equal(other.clusterCenters(), centers)
 
 
@@ -454,10 +435,15 @@ def test_another_spark_context_builds_again(spark, data, builds):
     class OtherContext:
         _jvm = spark.sparkContext._jvm
 
-    model = LloydKMeansModel(data[1])
-    mine = model._mllib_model(spark.sparkContext)
+    centers = data[1]
+    predictor = LloydKMeansModel(centers)._predictor
+
+    def mllib_model(sc: Any) -> Any:
+        return predictor.mllib_model(sc, centers, "euclidean", "uid")
+
+    mine = mllib_model(spark.sparkContext)
     other = OtherContext()
-    assert model._mllib_model(other) is not mine
-    assert model._mllib_model(other) is model._mllib_model(other)
-    assert model._mllib_model(spark.sparkContext) is not mine
+    assert mllib_model(other) is not mine
+    assert mllib_model(other) is mllib_model(other)
+    assert mllib_model(spark.sparkContext) is not mine
     assert len(builds) == 3

@@ -1,0 +1,117 @@
+"""The fit on classic Spark: the DataFrame becomes host-local blocks, the driver runs.
+
+:func:`fit` checks the schema (no job), runs the preparation pass (``mapInArrow`` over the
+features, :mod:`sparkml_lloyd._prepare`: every partition's blocks are written once to its
+host, the cached RDD holds small handles), raises for unusable data, opens the pass transport
+(:mod:`sparkml_lloyd._transport`) and hands both to the fit driver (:mod:`sparkml_lloyd._fit`).
+Whatever the fit cached, broadcast or wrote is released in a ``finally``, on success or
+failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import uuid
+from collections.abc import Iterable, Iterator
+from functools import partial
+from typing import Any
+
+import pyarrow as pa
+from pyspark import StorageLevel, TaskContext
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from sparkml_lloyd import _blockstore as blockstore
+from sparkml_lloyd import _fit, _prepare, _schema
+from sparkml_lloyd import _kernel as K
+from sparkml_lloyd._transport import BlockSource, Passes, open_passes
+
+logger = logging.getLogger("sparkml_lloyd")
+
+
+def _prepare_task(batches: Iterable[pa.RecordBatch], **prep: Any) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body on an executor: the partition's index from its task context."""
+    ctx = TaskContext.get()
+    yield from _prepare.prepare_partition(batches, ctx.partitionId() if ctx else 0, **prep)
+
+
+def _unpickle(row: Any) -> tuple:
+    return pickle.loads(row[0])
+
+
+def _delete_partition_files(items: Iterable[tuple], fit_id: str) -> None:
+    for handle, _ in items:
+        if handle is not None:
+            blockstore.delete(handle)
+    blockstore.delete_fit(fit_id)
+
+
+class Blocks:
+    """A fit's data: cached handles to host-local blocks (:attr:`source`, with the lineage to
+    rebuild any block). :meth:`release` deletes the files and unpersists the handles."""
+
+    def __init__(self, df: DataFrame, **prep: Any) -> None:
+        self.fit_id = uuid.uuid4().hex
+        handles = df.mapInArrow(
+            partial(_prepare_task, fit_id=self.fit_id, **prep), _prepare.OUTPUT_SCHEMA
+        ).rdd.map(_unpickle)
+        lineage = df.mapInArrow(
+            partial(_prepare_task, fit_id=None, **prep), _prepare.OUTPUT_SCHEMA
+        ).rdd.map(_unpickle)
+        handles.persist(StorageLevel.MEMORY_ONLY)
+        self.source = BlockSource(handles, lineage)
+        self.materialized = False
+
+    def findings(self) -> _prepare.Findings:
+        """The preparation pass: writes every block to its host; the merged findings."""
+        self.materialized = True
+        return _prepare.Findings.merged(
+            self.source.handles.map(lambda item: item[1]).collect())
+
+    def release(self) -> None:
+        """Delete the host-local files and unpersist the handles."""
+        handles = self.source.handles
+        try:
+            if self.materialized:
+                handles.foreachPartition(partial(_delete_partition_files, fit_id=self.fit_id))
+        except Exception:  # the fit's own error (if any) matters more
+            logger.warning("could not delete every block file of fit %s", self.fit_id)
+        finally:
+            blockstore.delete_fit(self.fit_id)  # the driver's host (all of it in local mode)
+            handles.unpersist()
+
+
+def task_slots(sc: Any) -> int:
+    """Tasks that can run at once: the default parallelism (total cores) over
+    ``spark.task.cpus``. The executor loop needs one slot per partition."""
+    try:
+        task_cpus = max(1, int(sc.getConf().get("spark.task.cpus", "1")))
+    except ValueError:
+        task_cpus = 1
+    return max(1, sc.defaultParallelism // task_cpus)
+
+
+def fit(df: DataFrame, cfg: _fit.FitConfig,
+        on_iteration: _fit.IterationCallback | None = None) -> _fit.FitResult:
+    """Lloyd's k-means over ``df`` on classic Spark; see the module docstring."""
+    cols = [_schema.features_as_array(df, cfg.features_col).alias("f")]
+    if cfg.weight_col:
+        _schema.check_weight_column(df, cfg.weight_col)
+        cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
+    source = df.select(*cols)
+    slots = task_slots(df.sparkSession.sparkContext)
+    if source.rdd.getNumPartitions() > slots:
+        source = source.coalesce(slots)
+    data = Blocks(source, has_weight=bool(cfg.weight_col), cosine=cfg.distance == K.COSINE,
+                  seed=cfg.seed, sample_size=cfg.k)
+    passes: Passes | None = None
+    try:
+        found = data.findings()
+        _fit.check_data(found, cfg)
+        passes = open_passes(data.source, df.sparkSession.conf.get)
+        return _fit.run(passes, found, cfg, on_iteration)
+    finally:
+        if passes is not None:
+            passes.close()
+        data.release()

@@ -1,0 +1,203 @@
+"""The fit driver: initialisation, Lloyd iterations and convergence, on any backend.
+
+It sees the data only through a :class:`~sparkml_lloyd._transport.Passes` (one call runs one
+pass function of :mod:`sparkml_lloyd._passes` on every partition and returns the partitions'
+results in order) and the preparation pass's :class:`~sparkml_lloyd._prepare.Findings`. How
+the passes reach the blocks (the executor loop, one Spark job per pass, another backend) is
+the transport's business; the numbers are the same either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparkml_lloyd import _kernel as K
+from sparkml_lloyd import _passes
+from sparkml_lloyd._prepare import Findings, raise_for_data
+from sparkml_lloyd._summary import IterationRecord
+from sparkml_lloyd._transport import Passes
+
+logger = logging.getLogger("sparkml_lloyd")
+
+#: What a live observer of a fit gets after every iteration: the record and the new centers.
+IterationCallback = Callable[[IterationRecord, np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Validated parameters of one fit (see ``LloydKMeans``)."""
+
+    k: int
+    max_iter: int
+    tol: float
+    seed: int
+    init_mode: str
+    init_steps: int
+    distance: str
+    features_col: str
+    weight_col: str | None
+    handle_invalid: str
+    initial_centers: np.ndarray | None
+
+
+@dataclass
+class FitResult:
+    """What a fit returns to the estimator."""
+
+    centers: np.ndarray
+    cost_history: list[float]
+    cluster_sizes: list[int]
+    iterations: list[IterationRecord]
+    converged: bool
+
+    @property
+    def num_iter(self) -> int:
+        return len(self.iterations)
+
+    @property
+    def training_cost(self) -> float:
+        return self.cost_history[-1]
+
+
+def check_data(found: Findings, cfg: FitConfig) -> None:
+    """The verdict on the preparation pass's findings, before any transport starts: a
+    ``ValueError`` for unusable data or ``initialCenters`` of another width."""
+    raise_for_data(found, cfg.features_col, cfg.weight_col, cfg.handle_invalid)
+    if found.invalid:
+        logger.info("left out %d invalid rows (handleInvalid=%r)",
+                    sum(found.invalid.values()), cfg.handle_invalid)
+    d = next(iter(found.lengths))
+    c = cfg.initial_centers
+    if c is not None and c.shape[1] != d:
+        raise ValueError(
+            f"initialCenters has {c.shape[1]} columns but the vectors in "
+            f"featuresCol={cfg.features_col!r} have {d} features; give centers of {d} "
+            "numbers each."
+        )
+
+
+def run(passes: Passes, found: Findings, cfg: FitConfig,
+        on_iteration: IterationCallback | None = None) -> FitResult:
+    """Initial centers, then Lloyd iterations until every center moves ``<= tol`` or
+    ``maxIter`` iterations ran. The pass after the last update measures the final centers
+    (cost and sizes of what ``transform`` assigns); when nothing moved, the last pass already
+    did and no further pass runs. Call :func:`check_data` first."""
+    d = next(iter(found.lengths))
+    centers = initial_centers(passes, found, cfg)
+    started = time.perf_counter()
+    stats = _assign(passes, centers, cfg, d, backwards=False)
+    cost_history = [stats.cost]
+    records: list[IterationRecord] = []
+    converged = False
+    while len(records) < cfg.max_iter:
+        new, moves = K.update_centers(centers, stats, cfg.distance)
+        now = time.perf_counter()
+        record = IterationRecord(iteration=len(records) + 1, cost=stats.cost,
+                                 maxMove=float(moves.max()),
+                                 clusterSizes=stats.counts.tolist(), seconds=now - started)
+        records.append(record)
+        started = now
+        logger.info("iteration %d: cost %.6g, largest center move %.6g, cluster sizes %s",
+                    record.iteration, record.cost, record.maxMove, record.clusterSizes)
+        if on_iteration is not None:
+            on_iteration(record, new.copy())
+        converged = bool(np.all(moves <= cfg.tol))
+        if not np.any(moves > 0):
+            # Nothing moved: the pass just made already measured these centers.
+            cost_history.append(stats.cost)
+            break
+        centers = new
+        # This pass measures the new centers and gives the sums for the next update.
+        stats = _assign(passes, centers, cfg, d, backwards=len(records) % 2 == 1)
+        cost_history.append(stats.cost)
+        if converged:
+            break
+    logger.info("finished after %d iterations (%s): cost %.6g, cluster sizes %s",
+                len(records), "converged" if converged else "maxIter reached", stats.cost,
+                stats.counts.tolist())
+    return FitResult(centers=centers, cost_history=cost_history,
+                     cluster_sizes=stats.counts.tolist(), iterations=records,
+                     converged=converged)
+
+
+def _assign(passes: Passes, centers: np.ndarray, cfg: FitConfig, d: int,
+            backwards: bool) -> K.BlockStats:
+    parts = passes.run(_passes.stats_pass, centers, distance=cfg.distance, backwards=backwards)
+    return K.merge_stats(parts, centers.shape[0], d)
+
+
+def initial_centers(passes: Passes, found: Findings, cfg: FitConfig) -> np.ndarray:
+    """``initialCenters`` as given, else the ``initMode`` seeding."""
+    if cfg.initial_centers is not None:
+        c = cfg.initial_centers
+        return K.normalize_rows(c) if cfg.distance == K.COSINE else c.copy()
+    if cfg.init_mode == "random":
+        return _init_random(passes, found, cfg)
+    return _init_kmeans_parallel(passes, found, cfg)
+
+
+def _too_few_distinct(found: int, k: int) -> ValueError:
+    return ValueError(
+        f"The data has only {found} distinct points (rows with weight > 0), fewer than "
+        f"k={k}. Lower k to at most {found}."
+    )
+
+
+def _fill_to_k(passes: Passes, centers: np.ndarray, cfg: FitConfig) -> np.ndarray:
+    """Add distinct data points (lowest keys first) until there are k centers."""
+    while centers.shape[0] < cfg.k:
+        found = [f for part in passes.run(_passes.topup_pass, centers, distance=cfg.distance,
+                                          seed=cfg.seed, m=cfg.k) for f in part]
+        if not found:
+            raise _too_few_distinct(centers.shape[0], cfg.k)
+        x, _keys = K.distinct_rows(np.vstack([f[0] for f in found]),
+                                   np.concatenate([f[1] for f in found]))
+        centers = np.vstack([centers, x[: cfg.k - centers.shape[0]]])
+    return centers
+
+
+def _init_random(passes: Passes, found: Findings, cfg: FitConfig) -> np.ndarray:
+    """k distinct points with the smallest content keys: a uniform sample, seeded."""
+    x, _ = K.distinct_rows(np.vstack(found.sample_x), np.concatenate(found.sample_keys))
+    return _fill_to_k(passes, x[: cfg.k], cfg)
+
+
+def _init_kmeans_parallel(passes: Passes, found: Findings, cfg: FitConfig) -> np.ndarray:
+    """k-means|| (Bahmani et al.) as in Spark: a random first center, ``initSteps`` rounds
+    sampling about 2k points with probability proportional to weight x cost, then weighted
+    k-means++ and 30 local Lloyd iterations on the candidates."""
+    sx, sk = np.vstack(found.sample_x), np.concatenate(found.sample_keys)
+    candidates = sx[[int(np.argmin(sk))]]
+    for step in range(cfg.init_steps):
+        total = sum(passes.run(_passes.cost_pass, candidates, distance=cfg.distance))
+        if total <= 0:
+            break
+        chosen = [c for part in passes.run(_passes.sample_pass, candidates,
+                                           distance=cfg.distance, seed=cfg.seed,
+                                           stream=step + 1, factor=2.0 * cfg.k / total)
+                  for c in part]
+        if chosen:
+            new, _ = K.distinct_rows(np.vstack([c[0] for c in chosen]),
+                                     np.concatenate([c[1] for c in chosen]))
+            candidates = np.vstack([candidates, new])
+    candidates = np.unique(candidates, axis=0)  # sorted: independent of partition order
+    if candidates.shape[0] <= cfg.k:
+        return _fill_to_k(passes, candidates, cfg)
+    stats = K.merge_stats(
+        passes.run(_passes.stats_pass, candidates, distance=cfg.distance),
+        candidates.shape[0], candidates.shape[1],
+    )
+    weights = stats.weights
+    keep = weights > 0
+    candidates, weights = candidates[keep], weights[keep]
+    if candidates.shape[0] <= cfg.k:
+        return _fill_to_k(passes, candidates, cfg)
+    rng = np.random.default_rng(cfg.seed & 0xFFFFFFFFFFFFFFFF)
+    start = K.kmeans_plus_plus(candidates, weights, cfg.k, rng, cfg.distance)
+    centers, _ = K.lloyd(candidates, start, 30, 0.0, weights, cfg.distance)
+    return centers

@@ -1,0 +1,78 @@
+"""What a fit reports: one :class:`IterationRecord` per iteration, and the training summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    """One Lloyd iteration: the assignment step, then the update of the centers.
+
+    ``cost`` and ``clusterSizes`` are those of the assignment (to the centers *before* this
+    iteration's update, so ``cost == costHistory[iteration - 1]``), ``maxMove`` is the largest
+    distance a center moved in the update (Euclidean, or cosine distance under
+    ``distanceMeasure="cosine"``), and ``seconds`` the wall-clock time of the iteration: its
+    pass over the data and the update.
+    """
+
+    iteration: int
+    cost: float
+    maxMove: float
+    clusterSizes: list[int]
+    seconds: float
+
+
+class LloydKMeansSummary:
+    """Training summary of a :class:`~sparkml_lloyd.LloydKMeansModel`: the fields of Spark's
+    ``KMeansSummary``, plus ``costHistory``, ``iterations`` and ``converged``.
+
+    ``trainingCost`` is measured against the *final* centers, so it equals the cost of
+    ``model.transform`` on the training data. Spark's built-in reports the cost of its last
+    assignment step, i.e. against the centers *before* the last update.
+    """
+
+    def __init__(
+        self,
+        predictions: DataFrame,
+        predictionCol: str,
+        featuresCol: str,
+        k: int,
+        numIter: int,
+        trainingCost: float,
+        clusterSizes: list[int],
+        costHistory: list[float],
+        iterations: list[IterationRecord],
+        converged: bool,
+    ) -> None:
+        self.predictions = predictions
+        self.predictionCol = predictionCol
+        self.featuresCol = featuresCol
+        self.k = k
+        self.numIter = numIter
+        self.trainingCost = trainingCost
+        self.clusterSizes = clusterSizes
+        #: ``costHistory[i]`` is the cost of the centers after ``i`` updates:
+        #: ``[0]`` the initial centers, ``[-1]`` the final ones (``== trainingCost``).
+        self.costHistory = costHistory
+        #: One :class:`IterationRecord` per iteration, in order (``len == numIter``).
+        self.iterations = iterations
+        #: True when the fit stopped because no center moved more than ``tol``; False when
+        #: it stopped at ``maxIter``.
+        self.converged = converged
+
+    @property
+    def cluster(self) -> DataFrame:
+        """The predicted cluster of every training row."""
+        return self.predictions.select(self.predictionCol)
+
+    def __repr__(self) -> str:
+        return (
+            f"LloydKMeansSummary(k={self.k}, numIter={self.numIter}, "
+            f"converged={self.converged}, trainingCost={self.trainingCost:.6g}, "
+            f"clusterSizes={self.clusterSizes})"
+        )
