@@ -31,6 +31,17 @@ from pyspark import SparkContext
 T = TypeVar("T")
 
 
+def relative_difference(a: Any, b: Any) -> float:
+    """``max |a - b| / max |b|``: the scale-relative difference of two center sets (inf when
+    their shapes differ). The benchmarks' and the tests' agreement measure."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
+
+
 def timed(fn: Callable[[], T]) -> tuple[float, T]:
     """Run ``fn()`` once; return (elapsed seconds, its result)."""
     t0 = time.perf_counter()

@@ -50,6 +50,7 @@ from benchmarks.measure import (
     keep_python_workers_warm,
     median,
     new_cache_bytes,
+    relative_difference,
 )
 
 #: Centers of ours and of a competitor started from the same C0 must agree to this
@@ -60,14 +61,6 @@ DEFAULT_SEED = 42
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def relative_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """``max |a - b| / max |b|``: the scale-relative difference of two center sets."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        return float("inf")
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
 
 
 # --------------------------------------------------------------------------------------

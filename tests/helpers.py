@@ -1,6 +1,10 @@
-"""Test helpers: DataFrames from numpy, and the scale-relative difference."""
+"""Test helpers: DataFrames from numpy; the scale-relative difference (the benchmarks' own)."""
 
 from __future__ import annotations
+
+from benchmarks.measure import relative_difference
+
+__all__ = ["make_df", "relative_difference"]
 
 
 def make_df(spark, X, weights=None, vector=True, partitions=None, col="features"):
@@ -18,11 +22,3 @@ def make_df(spark, X, weights=None, vector=True, partitions=None, col="features"
     if partitions is not None:
         df = df.repartition(partitions)
     return df
-
-
-def relative_difference(a, b):
-    """max |a - b| / max |b| over the whole arrays (scale-relative difference)."""
-    import numpy as np
-
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
