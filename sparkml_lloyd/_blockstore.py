@@ -23,6 +23,9 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
+
+from sparkml_lloyd._kernel import Rows
 
 PREFIX = "sparkml_lloyd-"
 
@@ -66,46 +69,74 @@ def _alive(pid: int) -> bool:
 
 @dataclass(frozen=True)
 class Handle:
-    """Where one partition's block lives."""
+    """Where one partition's block lives, and its shape. ``nnz`` is None for a dense block
+    (``rows x cols`` float64, row-major), else the number of stored entries of a CSR block:
+    the file holds its values (float64), row pointers and column indices (int32)."""
 
     host: str
     x_path: str
     w_path: str | None
     rows: int
     cols: int
+    nnz: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the block's files."""
+        x = (self.rows * self.cols * 8 if self.nnz is None
+             else self.nnz * 12 + (self.rows + 1) * 4)
+        return x + (self.rows * 8 if self.w_path else 0)
 
 
-def write(fit_id: str, partition: int, x: np.ndarray, w: np.ndarray | None) -> Handle:
-    """Write one partition's block (and weights) to host-local storage."""
-    directory = storage_dir(x.nbytes)
+def write(fit_id: str, partition: int, x: Rows, w: np.ndarray | None) -> Handle:
+    """Write one partition's block (dense or CSR, and weights) to host-local storage."""
+    nnz = x.nnz if sp.issparse(x) else None
+    rows, cols = x.shape
+    h = Handle(socket.gethostname(), "", None, rows, cols, nnz)
+    directory = storage_dir(h.nbytes)
     stem = os.path.join(
         directory, f"{PREFIX}{fit_id}-{_jvm_pid()}-p{partition}-{os.urandom(4).hex()}"
     )
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    x.tofile(stem + "-x.bin")
+    with open(stem + "-x.bin", "wb") as f:
+        if nnz is None:
+            f.write(np.ascontiguousarray(x, dtype=np.float64).data)
+        else:
+            for part, dtype in ((x.data, np.float64), (x.indptr, np.int32),
+                                (x.indices, np.int32)):
+                f.write(np.ascontiguousarray(part, dtype=dtype).data)
     w_path = None
     if w is not None:
         w_path = stem + "-w.bin"
         np.ascontiguousarray(w, dtype=np.float64).tofile(w_path)
-    return Handle(socket.gethostname(), stem + "-x.bin", w_path, x.shape[0], x.shape[1])
+    return Handle(h.host, stem + "-x.bin", w_path, rows, cols, nnz)
 
 
-def _map(path: str, count: int) -> np.ndarray:
-    if count == 0:
-        return np.empty(0)
+def _map(path: str, nbytes: int) -> memoryview | bytes:
+    if nbytes == 0:
+        return b""
     with open(path, "rb") as f:
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        mm = mmap.mmap(f.fileno(), count * 8, flags=flags, prot=mmap.PROT_READ)
-    return np.frombuffer(mm, dtype=np.float64, count=count)
+        return memoryview(mmap.mmap(f.fileno(), nbytes, flags=flags, prot=mmap.PROT_READ))
 
 
-def open_block(h: Handle) -> tuple[np.ndarray, np.ndarray | None] | None:
+def _open_x(h: Handle) -> Rows:
+    if h.nnz is None:
+        buf = _map(h.x_path, h.rows * h.cols * 8)
+        return np.frombuffer(buf, dtype=np.float64).reshape(h.rows, h.cols)
+    buf = _map(h.x_path, h.nnz * 12 + (h.rows + 1) * 4)
+    data = np.frombuffer(buf, dtype=np.float64, count=h.nnz)
+    indptr = np.frombuffer(buf, dtype=np.int32, count=h.rows + 1, offset=h.nnz * 8)
+    indices = np.frombuffer(buf, dtype=np.int32, count=h.nnz, offset=h.nnz * 8 + (h.rows + 1) * 4)
+    return sp.csr_array((data, indices, indptr), shape=(h.rows, h.cols), copy=False)
+
+
+def open_block(h: Handle) -> tuple[Rows, np.ndarray | None] | None:
     """The block as read-only arrays, or None when it is not on this host (a miss)."""
     if h.host != socket.gethostname():
         return None
     try:
-        x = _map(h.x_path, h.rows * h.cols).reshape(h.rows, h.cols)
-        w = _map(h.w_path, h.rows) if h.w_path else None
+        x = _open_x(h)
+        w = np.frombuffer(_map(h.w_path, h.rows * 8), dtype=np.float64) if h.w_path else None
     except (FileNotFoundError, ValueError):
         return None
     return x, w

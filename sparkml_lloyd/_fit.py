@@ -18,6 +18,7 @@ import numpy as np
 
 from sparkml_lloyd import _kernel as K
 from sparkml_lloyd import _passes
+from sparkml_lloyd import _seeding as S
 from sparkml_lloyd._prepare import Findings, raise_for_data
 from sparkml_lloyd._summary import IterationRecord
 from sparkml_lloyd._transport import Passes
@@ -155,15 +156,15 @@ def _fill_to_k(passes: Passes, centers: np.ndarray, cfg: FitConfig) -> np.ndarra
                                           seed=cfg.seed, m=cfg.k) for f in part]
         if not found:
             raise _too_few_distinct(centers.shape[0], cfg.k)
-        x, _keys = K.distinct_rows(np.vstack([f[0] for f in found]),
+        x, _keys = S.distinct_rows(S.stack_rows([f[0] for f in found]),
                                    np.concatenate([f[1] for f in found]))
-        centers = np.vstack([centers, x[: cfg.k - centers.shape[0]]])
-    return centers
+        centers = S.stack_rows([centers, x[: cfg.k - centers.shape[0]]])
+    return S.to_dense(centers)
 
 
 def _init_random(passes: Passes, found: Findings, cfg: FitConfig) -> np.ndarray:
     """k distinct points with the smallest content keys: a uniform sample, seeded."""
-    x, _ = K.distinct_rows(np.vstack(found.sample_x), np.concatenate(found.sample_keys))
+    x, _ = S.distinct_rows(S.stack_rows(found.sample_x), np.concatenate(found.sample_keys))
     return _fill_to_k(passes, x[: cfg.k], cfg)
 
 
@@ -171,7 +172,7 @@ def _init_kmeans_parallel(passes: Passes, found: Findings, cfg: FitConfig) -> np
     """k-means|| (Bahmani et al.) as in Spark: a random first center, ``initSteps`` rounds
     sampling about 2k points with probability proportional to weight x cost, then weighted
     k-means++ and 30 local Lloyd iterations on the candidates."""
-    sx, sk = np.vstack(found.sample_x), np.concatenate(found.sample_keys)
+    sx, sk = S.stack_rows(found.sample_x), np.concatenate(found.sample_keys)
     candidates = sx[[int(np.argmin(sk))]]
     for step in range(cfg.init_steps):
         total = sum(passes.run(_passes.cost_pass, candidates, distance=cfg.distance))
@@ -182,10 +183,10 @@ def _init_kmeans_parallel(passes: Passes, found: Findings, cfg: FitConfig) -> np
                                            stream=step + 1, factor=2.0 * cfg.k / total)
                   for c in part]
         if chosen:
-            new, _ = K.distinct_rows(np.vstack([c[0] for c in chosen]),
+            new, _ = S.distinct_rows(S.stack_rows([c[0] for c in chosen]),
                                      np.concatenate([c[1] for c in chosen]))
-            candidates = np.vstack([candidates, new])
-    candidates = np.unique(candidates, axis=0)  # sorted: independent of partition order
+            candidates = S.stack_rows([candidates, new])
+    candidates = S.unique_rows(candidates)  # sorted: independent of partition order
     if candidates.shape[0] <= cfg.k:
         return _fill_to_k(passes, candidates, cfg)
     stats = K.merge_stats(
@@ -198,6 +199,6 @@ def _init_kmeans_parallel(passes: Passes, found: Findings, cfg: FitConfig) -> np
     if candidates.shape[0] <= cfg.k:
         return _fill_to_k(passes, candidates, cfg)
     rng = np.random.default_rng(cfg.seed & 0xFFFFFFFFFFFFFFFF)
-    start = K.kmeans_plus_plus(candidates, weights, cfg.k, rng, cfg.distance)
+    start = S.to_dense(S.kmeans_plus_plus(candidates, weights, cfg.k, rng, cfg.distance))
     centers, _ = K.lloyd(candidates, start, 30, 0.0, weights, cfg.distance)
     return centers

@@ -15,13 +15,20 @@ One Lloyd iteration maps onto Spark as
 Distances. For the argmin only ``||c||^2 - 2 x.c`` is needed; ``||x||^2`` is added for the cost.
 With the cosine measure the blocks hold unit-normalised points and the centers are unit vectors,
 so the same argmin picks the largest cosine similarity and the cost is ``1 - x.c``.
+
+Blocks. A block is a dense ``(rows, d)`` float64 array or a CSR matrix
+(``scipy.sparse.csr_array``: float64 values, int32 column indices) for sparse data; every
+function here takes either. With a CSR block ``x.c`` is a sparse-dense product (work in
+proportion to the non-zeros), the partial sums are a sparse ``k x d`` matrix, and only the
+centers (and the merged sums on the driver) are dense ``k x d``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 
 EUCLIDEAN = "euclidean"
 COSINE = "cosine"
@@ -36,27 +43,41 @@ ONE_HOT_MAX_K = 32
 RUNNING_MIN_MAX_K = 128
 
 
+#: A block or a set of centers: dense rows, or a CSR matrix of rows.
+Rows = Any
+
+
 class BlockStats(NamedTuple):
     """Partial statistics of one block (or, after :func:`merge_stats`, of the whole data)."""
 
-    sums: np.ndarray  # (k, d) weighted sums of the points assigned to each center
+    sums: Rows  # (k, d) weighted sums of the points of each center (CSR for a CSR block)
     weights: np.ndarray  # (k,) total weight assigned to each center
     counts: np.ndarray  # (k,) number of points assigned to each center (int64)
     cost: float  # sum of weight * distance to the nearest center
 
 
-def row_norms_sq(x: np.ndarray) -> np.ndarray:
+def row_of_entry(x: sp.csr_array) -> np.ndarray:
+    """The row of every stored entry of a CSR matrix."""
+    return np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+
+
+def row_norms_sq(x: Rows) -> np.ndarray:
     """Squared Euclidean norm of every row."""
+    if sp.issparse(x):
+        return np.bincount(row_of_entry(x), weights=x.data * x.data, minlength=x.shape[0])
     return np.einsum("ij,ij->i", x, x)
 
 
-def normalize_rows(x: np.ndarray) -> np.ndarray:
+def normalize_rows(x: Rows) -> Rows:
     """Rows scaled to unit Euclidean norm (the cosine measure's view of the data).
 
     Rows of norm zero are returned unchanged; callers reject them before this point.
     """
     norms = np.sqrt(row_norms_sq(x))
     norms[norms == 0.0] = 1.0
+    if sp.issparse(x):
+        return sp.csr_array((x.data / np.repeat(norms, np.diff(x.indptr)), x.indices, x.indptr),
+                            shape=x.shape)
     return x / norms[:, None]
 
 
@@ -93,27 +114,43 @@ def nearest(
     csq = centers_sq[:, None]
     for start in range(0, n, CHUNK_ROWS):
         xc = x[start : start + CHUNK_ROWS]
-        score = minus_2c @ xc.T  # (k, rows)
-        score += csq
-        if k <= RUNNING_MIN_MAX_K:
-            best = score[0].copy()
-            lab = np.zeros(len(xc), dtype=np.int32)
-            for j in range(1, k):
-                closer = score[j] < best  # strict: a tie keeps the lower index
-                np.minimum(best, score[j], out=best)
-                lab[closer] = j
+        if sp.issparse(xc):  # (rows, k) from the sparse product; argmin along the rows
+            score = _dense(xc @ minus_2c.T)
+            score += centers_sq
+            lab = np.argmin(score, axis=1).astype(np.int32)  # the first of equal minima
+            best = score[np.arange(xc.shape[0]), lab]
         else:
-            lab = np.argmin(score, axis=0).astype(np.int32)
-            best = score[lab, np.arange(len(xc))]
+            lab, best = _nearest_scores(minus_2c @ xc.T + csq, k)  # (k, rows)
         if distance == COSINE:
             # best = |c|^2 - 2 x.c with |c| = 1, so x.c = (|c|^2 - best) / 2.
             d = 1.0 - (centers_sq[lab] - best) * 0.5
         else:
             d = row_norms_sq(xc) + best
         np.maximum(d, 0.0, out=d)
-        labels[start : start + len(xc)] = lab
-        dist[start : start + len(xc)] = d
+        labels[start : start + xc.shape[0]] = lab
+        dist[start : start + xc.shape[0]] = d
     return labels, dist
+
+
+def _dense(a: Any) -> np.ndarray:
+    return a.toarray() if sp.issparse(a) else np.asarray(a)
+
+
+def _nearest_scores(score: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Label and score of the smallest of the ``(k, rows)`` scores of every row: a running
+    elementwise minimum over the centers' contiguous rows of scores (faster than ``argmin``
+    along short rows) up to :data:`RUNNING_MIN_MAX_K` centers, ``argmin`` above."""
+    score = _dense(score)
+    if k <= RUNNING_MIN_MAX_K:
+        best = score[0].copy()
+        lab = np.zeros(score.shape[1], dtype=np.int32)
+        for j in range(1, k):
+            closer = score[j] < best  # strict: a tie keeps the lower index
+            np.minimum(best, score[j], out=best)
+            lab[closer] = j
+        return lab, best
+    lab = np.argmin(score, axis=0).astype(np.int32)
+    return lab, score[lab, np.arange(score.shape[1])]
 
 
 def _add_chunk_sums(
@@ -151,6 +188,12 @@ def block_stats(
     n, d = x.shape
     k = centers.shape[0]
     centers_sq = row_norms_sq(centers)
+    if sp.issparse(x):  # assign, then one sparse product: the sums are a CSR k x d matrix
+        labels, dist = nearest(x, centers, distance, centers_sq)
+        w = np.ones(n) if weights is None else weights
+        onehot = sp.csr_array((w, (labels, np.arange(n))), shape=(k, n))
+        sums: Rows = onehot @ x
+        return _stats(sums, labels, dist, weights, k)
     labels = np.empty(n, dtype=np.int32)
     dist = np.empty(n, dtype=np.float64)
     sums = np.zeros((k, d))
@@ -161,6 +204,11 @@ def block_stats(
         labels[start:stop] = lab
         dist[start:stop] = dc
         _add_chunk_sums(sums, xc, lab, None if weights is None else weights[start:stop])
+    return _stats(sums, labels, dist, weights, k)
+
+
+def _stats(sums: Rows, labels: np.ndarray, dist: np.ndarray, weights: np.ndarray | None,
+           k: int) -> BlockStats:
     counts = np.bincount(labels, minlength=k).astype(np.int64)
     total = (counts.astype(np.float64) if weights is None
              else np.bincount(labels, weights=weights, minlength=k))
@@ -173,13 +221,28 @@ def empty_stats(k: int, d: int) -> BlockStats:
     return BlockStats(np.zeros((k, d)), np.zeros(k), np.zeros(k, dtype=np.int64), 0.0)
 
 
-def merge_stats(parts: list[BlockStats] | tuple[BlockStats, ...], k: int, d: int) -> BlockStats:
-    """Sum partial statistics in the order given (deterministic for a fixed order)."""
-    total = empty_stats(k, d)
-    sums, wsum, counts = total.sums, total.weights, total.counts
-    cost = 0.0
+def merge_stats(parts: list[BlockStats] | tuple[BlockStats, ...], k: int, d: int,
+                dense: bool = True) -> BlockStats:
+    """Sum partial statistics in the order given (deterministic for a fixed order).
+
+    The sums are a dense ``k x d`` array; with ``dense=False`` they stay a CSR matrix when
+    every part's are (what a partition of CSR blocks sends to the driver: its non-zero sums
+    only, not ``k x d`` numbers)."""
+    if not dense and parts and all(sp.issparse(p.sums) for p in parts):
+        sums: Rows = sp.csr_array((k, d))
+        for p in parts:
+            sums = sums + p.sums
+    else:
+        sums = np.zeros((k, d))
+        for p in parts:
+            if sp.issparse(p.sums):  # its (row, column) pairs are unique: a plain scatter-add
+                coo = p.sums.tocoo()
+                coo.sum_duplicates()
+                sums[coo.row, coo.col] += coo.data
+            else:
+                sums += p.sums
+    wsum, counts, cost = np.zeros(k), np.zeros(k, dtype=np.int64), 0.0
     for p in parts:
-        sums += p.sums
         wsum += p.weights
         counts += p.counts
         cost += p.cost
@@ -226,96 +289,14 @@ def lloyd(
     moved ``<= tol``. Returns the centers and the number of iterations run. Used by the
     k-means|| initialisation (on the weighted candidates) and in tests.
     """
-    _k, _d = centers.shape
+    k, d = centers.shape
     it = 0
     while it < max_iter:
         stats = block_stats(x, weights, centers, distance)
+        if sp.issparse(stats.sums):
+            stats = merge_stats([stats], k, d)
         centers, moves = update_centers(centers, stats, distance)
         it += 1
         if np.all(moves <= tol):
             break
     return centers, it
-
-
-# --------------------------------------------------------------------------------------
-# Seeding: randomness keyed by row content, so it does not depend on the partitioning
-# --------------------------------------------------------------------------------------
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _splitmix64(z: np.ndarray) -> np.ndarray:
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def row_uniforms(seed: int, stream: int, row_ids: np.ndarray) -> np.ndarray:
-    """A uniform number in [0, 1) for every global row id, fixed by ``(seed, stream, id)``.
-
-    A counter-based generator: the number a row gets does not depend on which partition
-    holds it or on how many partitions there are, so sampling is reproducible for a seed.
-    """
-    with np.errstate(over="ignore"):
-        key = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
-        key = _splitmix64(np.array([key ^ np.uint64(stream & 0xFFFFFFFF)], dtype=np.uint64))[0]
-        z = _splitmix64(row_ids.astype(np.uint64) ^ key)
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def kmeans_plus_plus(
-    points: np.ndarray,
-    weights: np.ndarray,
-    k: int,
-    rng: np.random.Generator,
-    distance: str = EUCLIDEAN,
-) -> np.ndarray:
-    """Weighted k-means++ seeding on a small in-memory candidate set (driver side)."""
-    n = points.shape[0]
-    first = rng.choice(n, p=weights / weights.sum())
-    chosen = [first]
-    _, dist = nearest(points, points[[first]], distance)
-    for _ in range(1, k):
-        p = dist * weights
-        total = p.sum()
-        if total <= 0:
-            break
-        nxt = rng.choice(n, p=p / total)
-        chosen.append(nxt)
-        _, d_new = nearest(points, points[[nxt]], distance)
-        np.minimum(dist, d_new, out=dist)
-    return points[chosen]
-
-
-def rows_hash(x: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of every row's exact bits: the row's identity for seeding."""
-    bits = np.ascontiguousarray(x).view(np.uint64)
-    h = np.full(x.shape[0], 0x243F6A8885A308D3, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(bits.shape[1]):
-            h ^= bits[:, j]
-            h *= np.uint64(0x9E3779B97F4A7C15)
-            h ^= h >> np.uint64(29)
-    return h
-
-
-def row_keys(x: np.ndarray, seed: int, stream: int) -> np.ndarray:
-    """Uniforms in [0, 1) fixed by each row's content, the seed and the stream."""
-    return row_uniforms(seed, stream, rows_hash(x))
-
-
-def lowest_keys(x: np.ndarray, keys: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``m`` rows with the smallest keys (ascending), as new arrays."""
-    idx = np.argpartition(keys, m)[:m] if len(keys) > m else np.arange(len(keys))
-    idx = idx[np.argsort(keys[idx], kind="stable")]
-    return x[idx].copy(), keys[idx].copy()
-
-
-def distinct_rows(x: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows ordered by key (the first occurrence of each kept)."""
-    order = np.argsort(keys, kind="stable")
-    x, keys = x[order], keys[order]
-    _, first = np.unique(x, axis=0, return_index=True)
-    first.sort()
-    return x[first], keys[first]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from sparkml_lloyd import _kernel as K
+from sparkml_lloyd import _seeding as S
 
-Block = tuple[np.ndarray, "np.ndarray | None"]
+Block = tuple[K.Rows, "np.ndarray | None"]
 
 #: Random stream of the extra distinct points added when the seeding has too few.
 STREAM_TOPUP = 1_000_000
@@ -33,7 +34,7 @@ def stats_pass(
              for x, w in (blocks[::-1] if backwards else blocks)]
     if backwards:
         parts.reverse()
-    return K.merge_stats(parts, centers.shape[0], centers.shape[1])
+    return K.merge_stats(parts, centers.shape[0], centers.shape[1], dense=False)
 
 
 def cost_pass(blocks: list[Block], centers: np.ndarray, distance: str) -> float:
@@ -54,7 +55,7 @@ def sample_pass(
     for x, w in blocks:
         _, dist = K.nearest(x, centers, distance)
         p = dist * factor if w is None else dist * w * factor
-        keys = K.row_keys(x, seed, stream)
+        keys = S.row_keys(x, seed, stream)
         keep = keys < p
         if keep.any():
             out.append((x[keep], keys[keep]))
@@ -71,5 +72,5 @@ def topup_pass(
         far = dist > 0 if w is None else (dist > 0) & (w > 0)
         if far.any():
             xs = x[far]
-            out.append(K.lowest_keys(xs, K.row_keys(xs, seed, STREAM_TOPUP), m))
+            out.append(S.lowest_keys(xs, S.row_keys(xs, seed, STREAM_TOPUP), m))
     return out

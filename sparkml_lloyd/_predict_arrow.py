@@ -15,8 +15,8 @@ from pyspark.ml.linalg import Vector
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import types as T
 
+from sparkml_lloyd import _arrow, _rows, _schema
 from sparkml_lloyd import _kernel as K
-from sparkml_lloyd import _rows, _schema
 
 
 def predict_one(value: Vector | Any, centers: np.ndarray, distance: str,
@@ -39,17 +39,18 @@ def predict_one(value: Vector | Any, centers: np.ndarray, distance: str,
     return int(labels[0])
 
 
-def predict_arrow(arr: pa.Array, centers: np.ndarray, distance: str, handle_invalid: str,
-                  features_col: str) -> pa.Array:
-    """Cluster index (int32) for every row of a ``list<double>`` Arrow array; an invalid row
+def predict_arrow(columns: list[pa.Array], centers: np.ndarray, distance: str,
+                  handle_invalid: str, features_col: str) -> pa.Array:
+    """Cluster index (int32) for every row of the Arrow columns of
+    :func:`sparkml_lloyd._schema.feature_columns` (``[f]`` or ``[f, i, s]``); an invalid row
     raises under ``"error"`` and is null otherwise. ``centers`` as
     :func:`sparkml_lloyd._kernel.unit_centers` gives them."""
     d = centers.shape[1]
-    x, verdict, _ = _rows.read_rows(arr, d, distance == K.COSINE)
+    x, verdict, _ = _arrow.read_rows(columns[0], d, distance == K.COSINE, *columns[1:])
     problem = _rows.first_problem(verdict)
     if problem is not None and handle_invalid == _rows.ERROR:
         raise ValueError(_rows.message(problem, features_col, d))
-    labels, _ = K.nearest(x, centers, distance) if x.shape[0] else (np.empty(0, np.int32), None)
+    labels = K.nearest(x, centers, distance)[0] if x.shape[0] else np.empty(0, np.int32)
     if problem is None:
         return pa.array(labels, pa.int32())
     invalid = verdict != _rows.VALID
@@ -70,13 +71,13 @@ def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray, dis
     """
     from pyspark.sql.functions import arrow_udf
 
-    features = _schema.features_as_array(df, features_col)
+    features = _schema.feature_columns(df, features_col)
     centers = K.unit_centers(centers, distance)
 
-    def predict(arr: pa.Array) -> pa.Array:  # captures plain values only
-        return predict_arrow(arr, centers, distance, handle_invalid, features_col)
+    def predict(*columns: pa.Array) -> pa.Array:  # captures plain values only
+        return predict_arrow(list(columns), centers, distance, handle_invalid, features_col)
 
     udf = arrow_udf(predict, T.IntegerType())
     if handle_invalid == _rows.SKIP:
         udf = udf.asNondeterministic()
-    return udf(features)
+    return udf(*features)

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkml_lloyd import _rows, _schema
+from sparkml_lloyd._catalyst import Catalyst
 
 logger = logging.getLogger("sparkml_lloyd")
 
@@ -84,28 +85,7 @@ def spark_prediction_udf(spark: Any, mllib_model: Any, uid: str) -> Any:
     raise RuntimeError(f"unexpected plan of KMeansModel.transform: {plan.toString()!r}")
 
 
-class _Catalyst:
-    """The few catalyst calls the JVM path makes (Spark 4: ``classic.ExpressionUtils``)."""
-
-    def __init__(self, spark: Any) -> None:
-        self.jvm = spark.sparkContext._jvm
-        self.convert = self.jvm.org.apache.spark.sql.classic.ExpressionUtils
-
-    def expression(self, col: Column) -> Any:
-        return self.convert.expression(col._jc)
-
-    def column(self, expression: Any) -> Column:
-        return Column(self.convert.column(expression))
-
-    def unwrap_udt(self, col: Column) -> Column:
-        """A vector column as its storage struct ``(type, size, indices, values)``: type 1 is
-        dense (``values`` holds every feature), 0 sparse (``size`` features, the non-zero
-        ``values`` at ``indices``). No copy: catalyst's ``UnwrapUDT`` only changes the type."""
-        unwrap = self.jvm.org.apache.spark.sql.catalyst.expressions.UnwrapUDT
-        return self.column(unwrap(self.expression(col)))
-
-
-def row_rule(catalyst: _Catalyst, source: Column, kind: str, d: int,
+def row_rule(catalyst: Catalyst, source: Column, kind: str, d: int,
              cosine: bool) -> list[tuple[int, Column]]:
     """The row rule of :mod:`sparkml_lloyd._rows` as Spark Columns: ``(verdict, condition)``
     for every invalid kind, in :data:`~sparkml_lloyd._rows.ORDER` (each condition assumes the
@@ -167,7 +147,7 @@ class JvmAssigner:
         try:
             if self._udf is None:
                 self._udf = spark_prediction_udf(spark, self.mllib_model, self.uid)
-            catalyst = _Catalyst(spark)
+            catalyst = Catalyst(spark)
             prediction, valid = self._guarded(catalyst, features_col, kind, handle_invalid)
             return prediction.alias(prediction_col, metadata=metadata), valid
         except Exception as exc:  # a py4j error or another plan: not worth a failure
@@ -176,7 +156,7 @@ class JvmAssigner:
             self._udf = False
             return None
 
-    def _guarded(self, catalyst: _Catalyst, features_col: str, kind: str,
+    def _guarded(self, catalyst: Catalyst, features_col: str, kind: str,
                  handle_invalid: str) -> tuple[Column, Column]:
         from pyspark.ml.functions import array_to_vector
 

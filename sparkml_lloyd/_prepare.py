@@ -2,9 +2,9 @@
 calls), and what the pass found about the rows becomes the fit's verdict (driver side).
 
 One pass over the data does everything the fit needs to know before it iterates: it reads the
-rows (:func:`sparkml_lloyd._rows.read_rows`: invalid rows are counted and left out of the
-block), checks the weights, scales rows to unit length for the cosine measure, draws the
-seeding sample, and writes each block once to host-local storage
+rows (:func:`sparkml_lloyd._arrow.read_rows`: invalid rows are counted and left out of the
+block, which is dense or CSR by its density), checks the weights, scales rows to unit length
+for the cosine measure, draws the seeding sample, and writes each block once to host-local storage
 (:mod:`sparkml_lloyd._blockstore`). The driver merges the per-block :class:`Findings` and
 raises, before any iteration, for anything that makes the data unusable.
 """
@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
+from sparkml_lloyd import _arrow, _memory, _rows
 from sparkml_lloyd import _blockstore as blockstore
 from sparkml_lloyd import _kernel as K
-from sparkml_lloyd import _rows
+from sparkml_lloyd import _seeding as S
 
 #: Rows per block: big enough for BLAS, small enough to pickle cheaply.
 BLOCK_ROWS = 65536
@@ -46,11 +48,14 @@ class Findings:
     w_negative: int = 0
     w_nonfinite: int = 0
     w_sum: float = 0.0
-    sample_x: list[np.ndarray] = field(default_factory=list)
+    sample_x: list[K.Rows] = field(default_factory=list)
     sample_keys: list[np.ndarray] = field(default_factory=list)
+    dense_blocks: int = 0
+    hosts: _memory.Hosts = field(default_factory=_memory.Hosts)
 
     def add(self, other: Findings) -> None:
-        for name in ("rows", "w_null", "w_negative", "w_nonfinite", "w_sum"):
+        self.hosts.add(other.hosts)
+        for name in ("rows", "w_null", "w_negative", "w_nonfinite", "w_sum", "dense_blocks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, count in other.invalid.items():
             self.invalid[kind] = self.invalid.get(kind, 0) + count
@@ -72,10 +77,13 @@ def _np(arr: pa.Array) -> np.ndarray:
 
 def read_block(
     table: pa.Table, has_weight: bool, cosine: bool
-) -> tuple[np.ndarray, np.ndarray | None, Findings]:
-    """The valid rows of one batch group as a block ``(x, w)`` (cosine: unit rows), and the
-    findings. Invalid rows are left out of the block and counted."""
-    x, verdict, lengths = _rows.read_rows(table.column("f"), None, cosine)
+) -> tuple[K.Rows, np.ndarray | None, Findings]:
+    """The valid rows of one batch group as a block ``(x, w)`` (dense or CSR; cosine: unit
+    rows), and the findings. Invalid rows are left out of the block and counted."""
+    names = table.column_names
+    x, verdict, lengths = _arrow.read_rows(
+        table.column("f"), None, cosine, indices=table.column("i") if "i" in names else None,
+        sizes=table.column("s") if "s" in names else None)
     found = Findings(invalid=_rows.counts(verdict), lengths=lengths, rows=x.shape[0])
     w = None
     if has_weight:
@@ -119,11 +127,14 @@ def prepare_partition(
             payload = (x, w)
         else:
             eligible = x if w is None else x[w > 0]
-            sx, sk = K.lowest_keys(eligible, K.row_keys(eligible, seed, STREAM_SAMPLE),
+            sx, sk = S.lowest_keys(eligible, S.row_keys(eligible, seed, STREAM_SAMPLE),
                                    sample_size)
             found.sample_x, found.sample_keys = [sx], [sk]
             usable = len(found.lengths) <= 1 and x.shape[0] > 0
-            payload = (blockstore.write(fit_id, partition, x, w) if usable else None, found)
+            handle = blockstore.write(fit_id, partition, x, w) if usable else None
+            found.hosts = _memory.Hosts.here(handle.nbytes if handle else 0, partition)
+            found.dense_blocks = int(usable and not sp.issparse(x))
+            payload = (handle, found)
         blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         return pa.RecordBatch.from_arrays([pa.array([blob], pa.binary())], ["blob"])
 

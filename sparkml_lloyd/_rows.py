@@ -11,14 +11,13 @@ invalid row is the ``handleInvalid`` Param's choice (:data:`HANDLE_INVALID`): ``
 (the default) raises, ``"skip"`` drops the row, ``"keep"`` gives it a null prediction (fit
 leaves it out under both).
 
-This module turns a ``list<double>`` Arrow array (the form every path reads rows in) into a
-matrix of the usable rows plus a verdict per row, and words the messages.
+This module holds the verdicts, how they are worded, and the rule on a dense matrix
+(:func:`judge`); :mod:`sparkml_lloyd._arrow` applies it to the Arrow rows every path reads.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 from sparkml_lloyd._kernel import row_norms_sq
 
@@ -77,44 +76,6 @@ def judge(x: np.ndarray, cosine: bool) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
             verdict[row_norms_sq(x) == 0.0] = ZERO_COSINE
     return verdict
-
-
-def _np(arr: pa.Array) -> np.ndarray:
-    return arr.to_numpy(zero_copy_only=False)
-
-
-def read_rows(
-    arr: pa.Array | pa.ChunkedArray, d: int | None, cosine: bool
-) -> tuple[np.ndarray, np.ndarray, set[int]]:
-    """Rows of a ``list<double>`` Arrow array, judged by the rule.
-
-    ``d`` is the model's number of features; ``None`` (fit) takes it from the rows when they
-    all have one length. Returns ``(x, verdict, lengths)``: the valid rows as a ``(m, d)``
-    float64 matrix in input order, the verdict of every input row, and the distinct lengths of
-    the non-null rows (fit reports more than one as an error of the column, whatever
-    ``handleInvalid`` says: no row is the "wrong" one).
-    """
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    n = len(arr)
-    verdict = np.zeros(n, dtype=np.int8)
-    nulls = _np(arr.is_null())
-    verdict[nulls] = NULL
-    lengths = _np(arr.value_lengths().fill_null(-1))
-    distinct = set(np.unique(lengths[~nulls]).tolist())
-    if d is None:
-        d = next(iter(distinct)) if len(distinct) == 1 else None
-    if d is None:  # no rows, or several lengths: nothing is read
-        verdict[~nulls] = WRONG_LENGTH if distinct else VALID
-        return np.empty((0, 0)), verdict, distinct
-    sized = ~nulls & (lengths == d)
-    verdict[~nulls & ~sized] = WRONG_LENGTH
-    rows = arr if sized.all() else arr.filter(pa.array(sized))
-    # Null elements inside a vector come through as NaN and are judged non-finite.
-    x = np.asarray(_np(rows.flatten()), dtype=np.float64).reshape(len(rows), d)
-    judged = judge(x, cosine)
-    verdict[sized] = judged
-    return (x if not judged.any() else x[judged == VALID]), verdict, distinct
 
 
 def first_problem(verdict: np.ndarray) -> int | None:

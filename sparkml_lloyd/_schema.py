@@ -13,6 +13,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sparkml_lloyd import _catalyst
+
 VECTOR, ARRAY = "vector", "array"
 
 _FEATURE_FIX = (
@@ -56,16 +58,33 @@ def check_weight_column(df: DataFrame, col: str) -> None:
         )
 
 
-def features_as_array(df: DataFrame, col: str, param: str = "featuresCol") -> Column:
-    """The features column as ``array<double>`` (dense), for Arrow.
+def feature_columns(df: DataFrame, col: str, param: str = "featuresCol") -> list[Column]:
+    """The features as the Arrow columns :func:`sparkml_lloyd._arrow.read_rows` reads: ``f``
+    (the stored values) and, for a vector column, ``i`` (a sparse vector's indices, empty for
+    a dense one) and ``s`` (its size, -1 for a dense one).
 
-    (A vector column could also go to Arrow as its struct storage, but Spark's conversion of
-    UDT values to Arrow measured ~10x slower than ``vector_to_array`` here.)"""
-    if features_kind(df, col, param) == VECTOR:
-        # vector_to_array raises (a Py4JJavaError) on a null vector: keep null rows null, so
-        # that the row rule sees them.
-        return F.when(F.col(col).isNotNull(), vector_to_array(F.col(col), "float64"))
-    return F.col(col).cast(T.ArrayType(T.DoubleType()))
+    A vector column is read as its stored struct (catalyst's ``UnwrapUDT``, no copy), so a
+    sparse vector reaches Python as its non-zeros. (Spark's Arrow conversion of the UDT
+    itself measured ~10x slower, and of a column of null arrays ~8x: hence the ``coalesce``.)
+    Where catalyst is out of reach (Spark Connect), vectors come dense, through
+    ``vector_to_array``."""
+    if features_kind(df, col, param) == ARRAY:
+        return [F.col(col).cast(T.ArrayType(T.DoubleType())).alias("f")]
+    if not _catalyst.available():
+        # vector_to_array raises on a null vector: keep null rows null for the row rule.
+        return [F.when(F.col(col).isNotNull(), vector_to_array(F.col(col), "float64"))
+                .alias("f")]
+    stored = _catalyst.Catalyst(df.sparkSession).unwrap_udt(F.col(col))
+    return [stored.getField("values").alias("f"),
+            F.coalesce(stored.getField("indices"), F.array().cast("array<int>")).alias("i"),
+            F.coalesce(stored.getField("size"), F.lit(-1)).alias("s")]
+
+
+def declared_length(df: DataFrame, col: str) -> int | None:
+    """The vector length the column's ML attribute metadata declares (``VectorAssembler``
+    and ``HashingTF`` outputs do), or None."""
+    declared = df.schema[col].metadata.get("ml_attr", {}).get("num_attrs")
+    return int(declared) if declared is not None else None
 
 
 def check_prediction_input(df: DataFrame, features_col: str, num_features: int) -> str:
@@ -78,7 +97,7 @@ def check_prediction_input(df: DataFrame, features_col: str, num_features: int) 
     rule when an action runs.
     """
     kind = features_kind(df, features_col)
-    declared = df.schema[features_col].metadata.get("ml_attr", {}).get("num_attrs")
+    declared = declared_length(df, features_col)
     if declared is not None and declared != num_features:
         raise ValueError(
             f"featuresCol={features_col!r} holds vectors of length {declared} (its ML "

@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 from pyspark import RDD, SparkContext, TaskContext
 
 from sparkml_lloyd import _blockstore as blockstore
@@ -36,7 +37,12 @@ logger = logging.getLogger("sparkml_lloyd")
 CONF_LOOP = "spark.sparkml_lloyd.executorLoop.enabled"
 CONF_LOOP_TIMEOUT = "spark.sparkml_lloyd.executorLoop.connectTimeout"
 
-Block = tuple[np.ndarray, "np.ndarray | None"]
+Block = tuple[Any, "np.ndarray | None"]
+
+
+def as_rows(centers: Any) -> Any:
+    """A pass's array argument as it travels: contiguous float64, or a CSR matrix as it is."""
+    return centers if sp.issparse(centers) else np.ascontiguousarray(centers, dtype=np.float64)
 
 
 class Passes(Protocol):
@@ -144,7 +150,7 @@ class JobPerPass:
         order), destroy the broadcast. A partition whose blocks are not on the task's host
         is recomputed from the lineage."""
         sc = self.source.sc
-        bc = sc.broadcast(np.ascontiguousarray(centers, dtype=np.float64))
+        bc = sc.broadcast(as_rows(centers))
         try:
             task = partial(_task_on_handles, fn=fn, centers_bc=bc, kwargs=kwargs)
             results = dict(self.source.handles.mapPartitionsWithIndex(task).collect())
@@ -255,7 +261,7 @@ class ExecutorLoop:
 
     def run(self, fn: Callable[..., Any], centers: np.ndarray, **kwargs: Any) -> list[Any]:
         """One pass of ``fn`` at ``centers``: every partition's result, in partition order."""
-        centers = np.ascontiguousarray(centers, dtype=np.float64)
+        centers = as_rows(centers)
         if self.coordinator is not None:
             try:
                 return self.coordinator.step((fn, centers, kwargs), problem=self._job_problem)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from pyspark.errors import PySparkException
 from pyspark.ml.linalg import DenseVector, SparseVector, VectorUDT
@@ -23,7 +22,7 @@ from pyspark.sql import types as T
 
 from sparkml_lloyd import LloydKMeans, LloydKMeansModel, _predict
 from sparkml_lloyd._kernel import unit_centers
-from sparkml_lloyd._schema import features_as_array
+from sparkml_lloyd._schema import feature_columns
 
 NAN, INF = float("nan"), float("inf")
 CENTERS = {"euclidean": [[0.0, 0.0], [10.0, 10.0]], "cosine": [[1.0, 0.0], [0.0, 1.0]]}
@@ -103,8 +102,8 @@ def test_the_arrow_udf_raises_under_error(spark, name, row, distance, words, col
     from sparkml_lloyd._predict_arrow import predict_arrow
 
     df = frame(spark, [VALID[distance][0], row, VALID[distance][1]], column)
-    rows = pa.array([r.f for r in df.select(features_as_array(df, "features").alias("f"))
-                     .orderBy("id").collect()], pa.list_(pa.float64()))
+    table = df.orderBy("id").select(*feature_columns(df, "features")).toArrow()
+    rows = list(table.columns)
     centers = unit_centers(np.asarray(CENTERS[distance]), distance)
     with pytest.raises(ValueError, match=f"A row of featuresCol='features' {words}"):
         predict_arrow(rows, centers, distance, "error", "features")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sparkml_lloyd import _kernel as K
+from sparkml_lloyd import _seeding as S
 
 
 def weighted_sums(x, labels, weights, k):
@@ -147,8 +148,8 @@ def test_merge_is_the_sum_of_the_parts():
 
 def test_row_uniforms_depend_only_on_seed_stream_and_id():
     ids = np.arange(10_000, dtype=np.uint64)
-    u = K.row_uniforms(7, 0, ids)
-    np.testing.assert_array_equal(u[5000:], K.row_uniforms(7, 0, ids[5000:]))
-    assert not np.array_equal(u, K.row_uniforms(8, 0, ids))
-    assert not np.array_equal(u, K.row_uniforms(7, 1, ids))
+    u = S.row_uniforms(7, 0, ids)
+    np.testing.assert_array_equal(u[5000:], S.row_uniforms(7, 0, ids[5000:]))
+    assert not np.array_equal(u, S.row_uniforms(8, 0, ids))
+    assert not np.array_equal(u, S.row_uniforms(7, 1, ids))
     assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.02

@@ -1,0 +1,42 @@
+"""The few catalyst (Spark SQL internals) calls the package makes, through py4j: classic
+Spark only. Spark Connect has no JVM in the client: callers check :func:`available` first.
+
+* a Column <-> its catalyst expression (``org.apache.spark.sql.classic.ExpressionUtils``,
+  Spark 4);
+* a vector column as its stored struct, without a copy (catalyst's ``UnwrapUDT``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import Column, SparkSession
+
+
+def available() -> bool:
+    """Whether py4j reaches a JVM (classic Spark, not Spark Connect)."""
+    from pyspark.sql.utils import is_remote
+
+    return not is_remote()
+
+
+class Catalyst:
+    """Catalyst calls on the JVM of ``spark``."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.jvm = spark.sparkContext._jvm
+        self.convert = self.jvm.org.apache.spark.sql.classic.ExpressionUtils
+
+    def expression(self, col: Column) -> Any:
+        return self.convert.expression(col._jc)
+
+    def column(self, expression: Any) -> Column:
+        return Column(self.convert.column(expression))
+
+    def unwrap_udt(self, col: Column) -> Column:
+        """A vector column as its storage struct ``(type, size, indices, values)``: type 1 is
+        dense (``values`` holds every feature, ``size`` and ``indices`` are null), 0 sparse
+        (``size`` features, the non-zero ``values`` at ``indices``). No copy: catalyst's
+        ``UnwrapUDT`` only changes the type."""
+        unwrap = self.jvm.org.apache.spark.sql.catalyst.expressions.UnwrapUDT
+        return self.column(unwrap(self.expression(col)))
