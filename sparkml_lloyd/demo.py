@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from sparkml_lloyd import IterationRecord
 
-__all__ = ["DEMO_INSTALL_HINT", "run_demo"]
+__all__ = ["DEMO_INSTALL_HINT", "require_plotting", "run_demo"]
 
 #: What to install when matplotlib or scikit-learn is missing.
 DEMO_INSTALL_HINT = 'pip install "sparkml-lloyd[demo]"'
@@ -50,7 +50,7 @@ def _fmt_centers(centers: np.ndarray) -> str:
     return " ".join("(" + ", ".join(f"{v:.8f}" for v in c) + ")" for c in centers)
 
 
-def _import_plotting() -> tuple[Any, Any, Any]:
+def require_plotting() -> tuple[Any, Any, Any]:
     """``(Figure, FigureCanvasAgg, make_blobs)``, or an ImportError naming the extra."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -82,7 +82,7 @@ def run_demo(out_dir: str, master: str = "local[*]") -> list[str]:
     scikit-learn is missing, and :class:`~sparkml_lloyd.session.JavaNotFoundError` when
     there is no Java.
     """
-    Figure, FigureCanvasAgg, make_blobs = _import_plotting()
+    Figure, FigureCanvasAgg, make_blobs = require_plotting()
     from pyspark.ml.linalg import Vectors
     from pyspark.sql import SparkSession
 
