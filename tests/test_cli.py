@@ -42,6 +42,8 @@ OFFSETS = np.array(
 COST_AT_MEANS = 3 * (4 * 1.0 + 4 * 0.5)
 #: Parquet weights: the weighted means differ from MEANS, a second oracle.
 WEIGHTS = [1.0, 2.0, 3.0, 1.0, 2.0, 5.0, 1.0, 4.0]
+#: Rows appended to the blobs in invalid.csv: an empty cell (null) and a NaN.
+INVALID_ROWS = "3.0,,bad0\nNaN,4.0,bad1\n"
 TIMEOUT = 300
 ITERATION = re.compile(r"^iteration (\d+): cost ([\d.e+-]+), largest center move ([\d.e+-]+), "
                        r"cluster sizes \[(\d+), (\d+), (\d+)\]$", re.M)
@@ -84,8 +86,8 @@ def nearest(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
-    """blobs.csv (x, y, label), blobs.parquet (id, x, y, w, label), bad.parquet (not
-    Parquet)."""
+    """blobs.csv (x, y, label), blobs.parquet (id, x, y, w, label), invalid.csv (the blobs and
+    two invalid rows), bad.parquet (not Parquet)."""
     root = tmp_path_factory.mktemp("cli")
     rows = [
         {"x": m[0] + o[0], "y": m[1] + o[1], "label": f"blob{i}"}
@@ -98,9 +100,10 @@ def data(tmp_path_factory) -> dict:
     pq.insert(3, "w", WEIGHTS * len(MEANS))
     pq.to_parquet(root / "blobs.parquet", index=False)
     shutil.copy(root / "blobs.csv", root / "blobs.txt")
+    (root / "invalid.csv").write_text((root / "blobs.csv").read_text() + INVALID_ROWS)
     (root / "bad.parquet").write_bytes(b"not parquet at all")
     return {"root": root, "csv": root / "blobs.csv", "parquet": root / "blobs.parquet",
-            "pdf": pdf, "pq": pq}
+            "invalid": root / "invalid.csv", "pdf": pdf, "pq": pq}
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +229,45 @@ def test_fit_parquet_with_features_and_weights(spark, data):
     assert float(match.group(1)) == pytest.approx(cost, rel=1e-9)
 
 
+# -- --handle-invalid -----------------------------------------------------------------
+
+
+def test_invalid_rows_stop_the_fit_by_default(spark, data):
+    result = run_main("fit", data["invalid"], "--k", "3", "--model-out", data["root"] / "never")
+    assert_one_line_error(result, 1, "has 2 rows with NaN, infinite or null values")
+    assert not (data["root"] / "never").exists()
+
+
+@pytest.mark.parametrize("mode", ["skip", "keep"])
+def test_handle_invalid_leaves_them_out_of_the_fit_and_predict_follows(spark, data, mode):
+    model = data["root"] / f"model-{mode}"
+    result = run_main("fit", data["invalid"], "--k", "3", "--tol", "0", "--handle-invalid",
+                      mode, "--model-out", model)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^rows: 24 of 26 \(2 invalid rows left out: --handle-invalid {mode}\); "
+                     r"cluster sizes: \[8, 8, 8\]$", result.stdout, re.M), result.stdout
+    _, centers = model_centers(model)
+    np.testing.assert_allclose(sorted_rows(centers), sorted_rows(MEANS), atol=1e-6)
+    assert model_stages(model)[1].getHandleInvalid() == mode
+
+    out_path = data["root"] / f"predicted-{mode}.csv"
+    result = run_main("predict", data["invalid"], "--model", model, "--out", out_path)
+    assert result.returncode == 0, result.stderr
+    out = pd.read_csv(out_path)
+    valid = out[out.label.str.startswith("blob")]
+    np.testing.assert_array_equal(valid["prediction"].to_numpy(),
+                                  nearest(valid[["x", "y"]].to_numpy(dtype=float), centers))
+    if mode == "skip":  # the invalid rows are dropped
+        assert sorted(out.label) == sorted(data["pdf"].label)
+        assert "wrote 24 rows" in result.stdout
+    else:  # ... or kept, without a prediction
+        assert len(out) == 26
+        assert out.loc[~out.label.str.startswith("blob"), "prediction"].isna().all()
+        assert result.stdout.rstrip().endswith(
+            "rows without a prediction (invalid features): 2")
+        assert "wrote 26 rows" in result.stdout
+
+
 # -- predict --------------------------------------------------------------------------
 
 
@@ -295,6 +337,8 @@ def test_errors_found_on_spark_are_one_line(spark, data, args, text):
         (["fit", "{csv}", "--k", "3"], 2, "required: --model-out"),
         (["fit", "{csv}", "--k", "3", "--features", "x,,y", "--model-out", "{root}/m"], 2,
          "expected COL[,COL...]"),
+        (["fit", "{csv}", "--k", "3", "--handle-invalid", "ignore", "--model-out", "{root}/m"],
+         2, "argument --handle-invalid: invalid choice: 'ignore'"),
         (["fit", "{root}/blobs.txt", "--k", "3", "--model-out", "{root}/m"], 2,
          "cannot tell the format of input"),
         (["fit", "{csv}", "--k", "3", "--model-out", "{csv}"], 1, "add --overwrite"),
@@ -306,7 +350,7 @@ def test_errors_found_on_spark_are_one_line(spark, data, args, text):
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     ],
     ids=["missing-input", "k=1", "negative-tol", "k-not-int", "no-model-out", "empty-feature",
-         "txt-input", "model-out-exists", "missing-model",
+         "handle-invalid", "txt-input", "model-out-exists", "missing-model",
          "unknown-output-format", "out-exists", "unknown-command"],
 )
 def test_argument_errors_are_one_line_before_spark(data, no_spark, args, status, text):
@@ -359,6 +403,11 @@ def test_help(no_spark, command):
     assert result.stdout.startswith(" ".join(["usage: sparkml-lloyd", *command]))
     assert "--master URL" in result.stdout
     assert no_spark == []
+
+
+def test_fit_help_names_handle_invalid():
+    out = run_main("fit", "--help").stdout
+    assert "--handle-invalid {error,skip,keep}" in out
 
 
 def test_console_script_fits_with_a_quiet_spark_of_its_own(spark, data, tmp_path):

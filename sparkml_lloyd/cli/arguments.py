@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Sequence
 from typing import NoReturn
 
+from sparkml_lloyd._rows import HANDLE_INVALID
+
 __all__ = ["DEFAULT_MASTER", "PROG", "bench_parser", "build_parser", "split_bench"]
 
 PROG = "sparkml-lloyd"
@@ -125,6 +127,11 @@ def _add_fit(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--weight-col", metavar="COL", help="numeric column of row weights")
     fit.add_argument("--distance", choices=["euclidean", "cosine"], default="euclidean",
                      help="distance measure (default: euclidean)")
+    fit.add_argument("--handle-invalid", choices=HANDLE_INVALID, default="error",
+                     help="rows with a null, NaN or infinite feature (or all zeros under "
+                     "cosine): 'error' stops the fit (default), 'skip' and 'keep' leave "
+                     "them out of it; the saved model then drops them ('skip') or gives "
+                     "them an empty prediction ('keep') in 'predict'")
     fit.add_argument("--model-out", required=True, metavar="DIR",
                      help="folder to save the fitted PipelineModel to")
     fit.add_argument("--overwrite", action="store_true",

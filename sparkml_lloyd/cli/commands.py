@@ -38,7 +38,7 @@ def fit(args: argparse.Namespace, spark: CommandSession) -> int:
 
     estimator = LloydKMeans(
         k=args.k, maxIter=args.max_iter, tol=args.tol, initMode=args.init,
-        distanceMeasure=args.distance,
+        distanceMeasure=args.distance, handleInvalid=args.handle_invalid,
     )
     if args.seed is not None:
         estimator.setSeed(args.seed)
@@ -54,7 +54,9 @@ def fit(args: argparse.Namespace, spark: CommandSession) -> int:
     df = files.read(spark.get(), args.input, fmt)
     features = _feature_columns(df, args.features, args.weight_col, f"input {args.input!r}")
     vector_col = _free_name(df.columns, "features")
-    assembler = VectorAssembler(inputCols=features, outputCol=vector_col)
+    # "keep": a null or NaN feature becomes NaN in the vector, and LloydKMeans's row rule
+    # (handleInvalid) decides about the row, in fit and in predict.
+    assembler = VectorAssembler(inputCols=features, outputCol=vector_col, handleInvalid="keep")
     estimator.setFeaturesCol(vector_col).setIterationCallback(_print_iteration)
     print(f"fitting k={args.k} on {args.input} with features: {', '.join(features)}", flush=True)
 
@@ -67,7 +69,8 @@ def fit(args: argparse.Namespace, spark: CommandSession) -> int:
           f"({'converged' if summary.converged else 'stopped at --max-iter'})")
     print(f"training cost: {summary.trainingCost:.10g} ({weighted}sum of {measure} to the "
           "nearest center)")
-    print(f"rows: {sum(summary.clusterSizes)}; cluster sizes: {summary.clusterSizes}")
+    print(f"rows: {_rows_used(df, sum(summary.clusterSizes), args.handle_invalid)}; "
+          f"cluster sizes: {summary.clusterSizes}")
     print(f"centers ({', '.join(features)}):")
     for i, center in enumerate(model.clusterCenters()):
         print(f"  {i}: {_fmt_vector(center)}")
@@ -84,6 +87,17 @@ def fit(args: argparse.Namespace, spark: CommandSession) -> int:
 def _print_iteration(record: IterationRecord, centers: np.ndarray) -> None:
     """The fit's iteration callback: one line per iteration."""
     print(record, flush=True)
+
+
+def _rows_used(df: DataFrame, used: int, handle_invalid: str) -> str:
+    """``"24"``, or ``"24 of 26 (2 invalid rows left out: --handle-invalid skip)"``."""
+    if handle_invalid == "error":  # every row was used, or the fit failed
+        return str(used)
+    left_out = df.count() - used
+    if not left_out:
+        return str(used)
+    return (f"{used} of {used + left_out} ({left_out} invalid "
+            f"row{'s' if left_out > 1 else ''} left out: --handle-invalid {handle_invalid})")
 
 
 def _feature_columns(df: DataFrame, requested: list[str] | None, weight: str | None,
@@ -178,11 +192,13 @@ def predict(args: argparse.Namespace, spark: CommandSession) -> int:
         *[_quote(c) for c in df.columns], PREDICTION_COL
     )
     what = files.write(out, args.out, args.overwrite)
-    written = files.read(session, args.out, out_fmt)
-    sizes = {int(r[0]): int(r[1]) for r in
-             written.groupBy(PREDICTION_COL).count().collect() if r[0] is not None}
-    print(f"wrote {sum(sizes.values())} rows with a {PREDICTION_COL!r} column to {args.out} "
-          f"({what}); rows per cluster: {dict(sorted(sizes.items()))}")
+    counts = {r[0]: int(r[1]) for r in
+              files.read(session, args.out, out_fmt).groupBy(PREDICTION_COL).count().collect()}
+    none = counts.pop(None, 0)
+    sizes = {int(c): n for c, n in sorted(counts.items())}
+    unassigned = f"; rows without a prediction (invalid features): {none}" if none else ""
+    print(f"wrote {sum(sizes.values()) + none} rows with a {PREDICTION_COL!r} column to "
+          f"{args.out} ({what}); rows per cluster: {sizes}{unassigned}")
     return 0
 
 
