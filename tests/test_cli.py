@@ -4,7 +4,7 @@ The commands run in-process, ``cli.main([...])``, on the tests' session (the com
 an active SparkSession and leaves it running). Only what needs the process boundary runs as a
 process: the installed console script fits end to end with a Spark of its own that prints
 nothing on stderr, and ``python -m sparkml_lloyd`` reports an argument error in one line
-without starting Spark.
+without starting Spark. ``bench`` is tested in test_cli_bench.py.
 
 The data are three blobs whose points are symmetric around known means, so a converged fit
 must return exactly those means (the weighted means, with a weight column), at a cost worked
@@ -27,13 +27,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sparkml_lloyd
 from sparkml_lloyd import cli
-from sparkml_lloyd.cli import bench as bench_command
 from sparkml_lloyd.cli.errors import first_line
 from sparkml_lloyd.cli.spark_session import CommandSession
 
-ROOT = Path(__file__).resolve().parent.parent
 MEANS = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0]])
 OFFSETS = np.array(
     [[1, 0], [-1, 0], [0, 1], [0, -1], [0.5, 0.5], [-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5]]
@@ -429,81 +426,3 @@ def test_console_script_fits_with_a_quiet_spark_of_its_own(spark, data, tmp_path
     assert re.search(r"^iterations: \d+ \(converged\)$", result.stdout, re.M), result.stdout
     _, centers = model_centers(model)
     np.testing.assert_allclose(sorted_rows(centers), sorted_rows(MEANS), atol=1e-6)
-
-
-# -- bench (the runner is a stand-in checkout written here, run as a process) ----------
-
-STAND_IN_RUNNER = '''\
-import argparse, json, os, sys
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="benchmarks/run.py")
-    parser.add_argument("--stand-in-option", help="an option only this runner has")
-    if argv == ["--help"]:
-        parser.parse_args(argv)
-    with open("seen.json", "w") as f:
-        json.dump({"argv": argv, "cwd": os.getcwd(), "name": __name__}, f)
-    return 3
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-'''
-
-
-@pytest.fixture
-def checkout(tmp_path, monkeypatch) -> Path:
-    """A folder holding benchmarks/run.py (a stand-in), as the current directory."""
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "__init__.py").write_text("")
-    (tmp_path / "benchmarks" / "run.py").write_text(STAND_IN_RUNNER)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.mark.parametrize(
-    ("argv", "forwarded"),
-    [(["--master", "local[1]", "bench", "--grid", "smoke", "--repeats", "1"],
-      ["--master", "local[1]", "--grid", "smoke", "--repeats", "1"]),
-     (["bench", "--", "--grid", "smoke"], ["--grid", "smoke"])],
-    ids=["master-before", "double-dash"],
-)
-def test_bench_runs_the_runner_as_a_process(checkout, no_spark, argv, forwarded):
-    path, pythonpath = list(sys.path), os.environ.get("PYTHONPATH")
-    assert cli.main(argv) == 3  # the runner's exit status
-    seen = json.loads((checkout / "seen.json").read_text())
-    assert seen == {"argv": forwarded, "cwd": str(checkout), "name": "__main__"}
-    assert not [m for m in list(sys.modules.values())
-                if str(getattr(m, "__file__", None) or "").startswith(str(checkout))]
-    assert (sys.path, os.environ.get("PYTHONPATH")) == (path, pythonpath)
-    assert no_spark == []
-
-
-def test_bench_help_is_the_commands_then_the_runners(checkout, capfd):
-    assert cli.main(["bench", "--help"]) == 0
-    out = capfd.readouterr().out
-    assert out.startswith("usage: sparkml-lloyd bench [-h] [--master URL] [--verbose]\n")
-    ours = out.index("python -m benchmarks.run")
-    runner = out.index("usage: benchmarks/run.py")
-    assert ours < out.index(f"Options of {checkout / 'benchmarks' / 'run.py'}") < runner
-    assert "--stand-in-option" in out[runner:]
-    assert not (checkout / "seen.json").exists()  # --help ran nothing
-
-
-def test_bench_finds_the_checkout_the_package_is_installed_from(tmp_path, monkeypatch):
-    if Path(sparkml_lloyd.__file__).resolve().parent.parent != ROOT:
-        pytest.skip("the package is not imported from this checkout")
-    monkeypatch.chdir(tmp_path)
-    assert cli.find_bench_runner() == ROOT / "benchmarks" / "run.py"
-
-
-def test_bench_without_a_checkout_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(bench_command, "find_bench_runner", lambda: None)
-    assert cli.main(["bench", "--grid", "smoke"]) == 1
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1
-    assert err[0].startswith("sparkml-lloyd: error: benchmarks/run.py was not found")
-    assert "pip install -e ." in err[0]
