@@ -103,8 +103,7 @@ def run(passes: Passes, found: Findings, cfg: FitConfig,
                                  clusterSizes=stats.counts.tolist(), seconds=now - started)
         records.append(record)
         started = now
-        logger.info("iteration %d: cost %.6g, largest center move %.6g, cluster sizes %s",
-                    record.iteration, record.cost, record.maxMove, record.clusterSizes)
+        logger.info("%s", record)
         if on_iteration is not None:
             on_iteration(record, new.copy())
         converged = bool(np.all(moves <= cfg.tol))

@@ -26,6 +26,12 @@ class IterationRecord:
     clusterSizes: list[int]
     seconds: float
 
+    def __str__(self) -> str:
+        """The line people read: ``iteration 1: cost 18.4375, largest center move 0.197642,
+        cluster sizes [8, 8, 8]`` (the logger's, the command line's and the demo's)."""
+        return (f"iteration {self.iteration}: cost {self.cost:.6g}, largest center move "
+                f"{self.maxMove:.6g}, cluster sizes {self.clusterSizes}")
+
 
 class LloydKMeansSummary:
     """Training summary of a :class:`~sparkml_lloyd.LloydKMeansModel`: the fields of Spark's

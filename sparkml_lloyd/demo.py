@@ -4,21 +4,23 @@
 three points as initial centers, ``tol=0``: the first assignment puts 1124/57/319 points in the
 three clusters, and the fit converges after 6 iterations with 500 points in every cluster.
 
-:func:`run_demo` prints a line per iteration, read from the ``extra`` fields of the
-``sparkml_lloyd`` logger's records, and draws the walkthrough's figures with matplotlib's Agg
-backend. matplotlib and scikit-learn come with the ``demo`` extra:
+:func:`run_demo` prints a line per iteration from the fit's iteration callback (its
+:class:`~sparkml_lloyd.IterationRecord` and the updated centers) and draws the walkthrough's
+figures with matplotlib's Agg backend. matplotlib and scikit-learn come with the ``demo`` extra:
 ``pip install "sparkml-lloyd[demo]"``.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["DEMO_INSTALL_HINT", "run_demo"]
+if TYPE_CHECKING:
+    from sparkml_lloyd import IterationRecord
+
+__all__ = ["DEMO_INSTALL_HINT", "require_plotting", "run_demo"]
 
 #: What to install when matplotlib or scikit-learn is missing.
 DEMO_INSTALL_HINT = 'pip install "sparkml-lloyd[demo]"'
@@ -31,37 +33,24 @@ MAX_ITER = 20
 COLOURS = ("tab:blue", "tab:green", "gold")
 
 
-class _IterationRecorder(logging.Handler):
-    """Keeps the ``extra`` fields of every per-iteration record and prints a line for each."""
+class _Steps:
+    """The fit's iteration callback: prints each iteration and keeps its record with the
+    centers after its update (the figures need them)."""
 
     def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.iterations: list[dict[str, Any]] = []
+        self.steps: list[tuple[IterationRecord, np.ndarray]] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not hasattr(record, "iteration"):
-            return  # the "finished after ..." record
-        info = {
-            "iteration": record.iteration,
-            "cost": record.cost,
-            "max_move": record.max_move,
-            "cluster_sizes": list(record.cluster_sizes),
-            "centers": np.array(record.centers, dtype=np.float64),
-        }
-        self.iterations.append(info)
-        print(
-            f"iteration {info['iteration']}: cost {info['cost']:.6g}, largest center move "
-            f"{info['max_move']:.6g}, cluster sizes {info['cluster_sizes']}",
-            flush=True,
-        )
-        print(f"  centers after the update: {_fmt_centers(info['centers'])}", flush=True)
+    def __call__(self, record: IterationRecord, centers: np.ndarray) -> None:
+        self.steps.append((record, centers))
+        print(record, flush=True)
+        print(f"  centers after the update: {_fmt_centers(centers)}", flush=True)
 
 
 def _fmt_centers(centers: np.ndarray) -> str:
     return " ".join("(" + ", ".join(f"{v:.8f}" for v in c) + ")" for c in centers)
 
 
-def _import_plotting() -> tuple[Any, Any, Any]:
+def require_plotting() -> tuple[Any, Any, Any]:
     """``(Figure, FigureCanvasAgg, make_blobs)``, or an ImportError naming the extra."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -93,7 +82,7 @@ def run_demo(out_dir: str, master: str = "local[*]") -> list[str]:
     scikit-learn is missing, and :class:`~sparkml_lloyd.session.JavaNotFoundError` when
     there is no Java.
     """
-    Figure, FigureCanvasAgg, make_blobs = _import_plotting()
+    Figure, FigureCanvasAgg, make_blobs = require_plotting()
     from pyspark.ml.linalg import Vectors
     from pyspark.sql import SparkSession
 
@@ -110,30 +99,23 @@ def run_demo(out_dir: str, master: str = "local[*]") -> list[str]:
 
     owned = SparkSession.getActiveSession() is None
     spark = local_session(master, app_name="sparkml_lloyd-demo")
-    logger = logging.getLogger("sparkml_lloyd")
-    recorder = _IterationRecorder()
-    old_level = logger.level
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    logger.addHandler(recorder)
+    progress = _Steps()
     try:
         print(
             f"Fitting LloydKMeans(k={K}, initialCenters=X[:{K}], tol=0.0, maxIter={MAX_ITER}) "
             f"on Spark {spark.sparkContext.master} ..."
         )
         df = spark.createDataFrame([(Vectors.dense(row),) for row in X], ["features"])
-        model = LloydKMeans(k=K, initialCenters=initial, tol=0.0, maxIter=MAX_ITER).fit(df)
+        estimator = LloydKMeans(k=K, initialCenters=initial, tol=0.0, maxIter=MAX_ITER)
+        model = estimator.setIterationCallback(progress).fit(df)
     finally:
-        logger.removeHandler(recorder)
-        logger.setLevel(old_level)
         if owned:
             spark.stop()
 
     summary = model.summary
-    steps = recorder.iterations
+    steps = progress.steps
     final = np.array(model.clusterCenters())
-    converged = bool(steps) and steps[-1]["max_move"] <= 0.0
-    how = "converged (tol=0: no center moved)" if converged else "stopped at maxIter"
+    how = "converged (tol=0: no center moved)" if summary.converged else "stopped at maxIter"
     print(f"{how} after {summary.numIter} iterations; training cost {summary.trainingCost:.6g}")
     print(f"final cluster sizes: {summary.clusterSizes}")
     print(f"final centers: {_fmt_centers(final)}")
@@ -168,12 +150,11 @@ def run_demo(out_dir: str, master: str = "local[*]") -> list[str]:
     save(fig, "02-initial-centers.png")
 
     before = initial
-    for step in steps:
+    for record, after in steps:
         labels = _nearest(X, before)
-        after = step["centers"]
         fig, ax = scatter(
-            f"Iteration {step['iteration']}: assignment sizes "
-            f"{'/'.join(map(str, step['cluster_sizes']))}, largest move {step['max_move']:.3g}"
+            f"Iteration {record.iteration}: assignment sizes "
+            f"{'/'.join(map(str, record.clusterSizes))}, largest move {record.maxMove:.3g}"
         )
         for c in range(K):
             pts = X[labels == c]
@@ -187,13 +168,13 @@ def run_demo(out_dir: str, master: str = "local[*]") -> list[str]:
                 ax.annotate("", xy=a, xytext=b, zorder=5,
                             arrowprops={"arrowstyle": "->", "color": "black"})
         ax.legend(loc="lower right", fontsize=8)
-        save(fig, f"{2 + step['iteration']:02d}-iteration-{step['iteration']}.png")
+        save(fig, f"{2 + record.iteration:02d}-iteration-{record.iteration}.png")
         before = after
 
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    its = [s["iteration"] for s in steps]
-    costs = [s["cost"] for s in steps]
+    its = [record.iteration for record, _ in steps]
+    costs = [record.cost for record, _ in steps]
     ax.plot(its, costs, marker="o")
     for i, c in zip(its, costs, strict=True):
         ax.annotate(f"{c:,.0f}", (i, c), textcoords="offset points", xytext=(4, 6), fontsize=8)

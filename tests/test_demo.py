@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import struct
-import subprocess
 import sys
 
 import pytest
@@ -66,19 +65,16 @@ def test_run_demo_reproduces_the_walkthrough(spark, tmp_path, capsys):
     assert spark.range(3).count() == 3
 
 
-def test_demo_command(tmp_path):
-    """``sparkml-lloyd demo`` as a process: the same facts, nothing on stderr."""
+def test_demo_command(spark, tmp_path, capsys):
+    """``sparkml-lloyd demo`` (in-process, on the active session): the same facts, nothing
+    on stderr, the figures in --out."""
     out_dir = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "sparkml_lloyd", "demo", "--out", str(out_dir),
-         "--master", "local[1]"],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    check_walkthrough_output(result.stdout)
+    assert cli.main(["demo", "--out", str(out_dir)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    check_walkthrough_output(captured.out)
     assert sorted(os.listdir(out_dir)) == EXPECTED_NAMES
+    assert spark.range(3).count() == 3  # the command left the session running
 
 
 def test_missing_extra_names_the_install_command(tmp_path, monkeypatch, capsys):

@@ -127,7 +127,7 @@ CLI_COMMANDS = all_cli_commands()
 
 @pytest.mark.parametrize(("where", "args"), CLI_COMMANDS, ids=[w for w, _ in CLI_COMMANDS])
 def test_cli_commands_in_docs_parse(where, args):
-    head, _forwarded = cli._split_bench(args)
+    head, _forwarded = cli.split_bench(args)
     try:
         cli.build_parser().parse_args(head)
     except SystemExit as e:
