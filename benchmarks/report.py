@@ -259,7 +259,8 @@ def _per_iteration_section(record: dict[str, Any], present: list[str]) -> list[s
         cpu = [
             "",
             "CPU seconds per iteration, same difference, of the whole process tree (Python "
-            "driver, driver JVM, Python workers; from `/proc`). Context for the wall times: "
+            "driver, driver JVM, Python workers; user + system time, the processes they "
+            "reaped included). Context for the wall times: "
             "it hardly depends on other load on the machine, but it is not what the targets "
             "judge (an implementation may use fewer cores for longer).",
             "",
@@ -269,29 +270,44 @@ def _per_iteration_section(record: dict[str, Any], present: list[str]) -> list[s
     return [*lines, *_table(header, rows), *notes, *cpu, ""]
 
 
+#: What follows the last iteration, as a time split records it: (key, column, meaning).
+#: Runs timed by the iteration callback start it at the last iteration's report; older runs
+#: timed the engine's log records, whose last one comes after the pass that measures the
+#: final centers.
+_AFTER_LAST: tuple[tuple[str, str, str], ...] = (
+    ("after_last_iteration", "after the last iteration s",
+     "*after the last iteration* from its report until `fit` returns (the pass that "
+     "measures the final centers, release, model and summary)"),
+    ("tail", "tail s",
+     "*tail* (runs that timed the engine's log records) from its last record, which follows "
+     "the pass that measures the final centers, until `fit` returns (release, model and "
+     "summary)"),
+)
+
+
 def _time_split_section(record: dict[str, Any]) -> list[str]:
+    splits = [(c, c["competitors"]["ours"]) for c in _cells(record)
+              if c.get("competitors", {}).get("ours", {}).get("time_split")]
+    after = [a for a in _AFTER_LAST if any(a[0] in o["time_split"] for _, o in splits)]
     rows = []
-    for c in _cells(record):
-        ours = c.get("competitors", {}).get("ours", {})
-        split = ours.get("time_split")
-        if not split:
-            continue
+    for c, ours in splits:
+        split = ours["time_split"]
         rows.append([_cell_name(c), _fmt_s(ours.get("median_t_m2")), _fmt_s(split["setup"]),
-                     _fmt_s(split["iteration"]), _fmt_s(split["tail"]),
+                     _fmt_s(split["iteration"]), *(_fmt_s(split.get(a[0])) for a in after),
                      _fmt_s(ours.get("per_iter"))])
     if not rows:
         return []
     return [
         "### Where our fit spends its time",
         "",
-        "From the times of the engine's own log records during the `maxIter=m2` fits "
-        "(medians): *set-up* until the first iteration's record (the pass that prepares the "
-        "blocks, initialisation, the first assignment pass), *per iteration* between "
-        "iteration records, *tail* after the last record until `fit` returns (release, "
-        "model and summary).",
+        "From the moments the fit reported its iterations during the `maxIter=m2` fits "
+        "(its iteration callback; in older runs its log records, at the same moments), "
+        "medians: *set-up* until the first iteration (the pass that prepares the blocks, "
+        "initialisation, the first assignment pass), *per iteration* between iterations, "
+        + "; ".join(a[2] for a in after) + ".",
         "",
-        *_table(["cell", "T(m2) s", "set-up s", "per iteration s (log)", "tail s",
-                 "per iteration s (difference)"], rows),
+        *_table(["cell", "T(m2) s", "set-up s", "per iteration s (reports)",
+                 *(a[1] for a in after), "per iteration s (difference)"], rows),
         "",
     ]
 
@@ -414,7 +430,7 @@ def _memory_section(record: dict[str, Any]) -> list[str]:
         "workers map or open; *prepared* caches (MLlib's RDD of vectors) are included. "
         "*Copies* counts the input cache plus ours, in units of the raw `n*d*8` bytes, while "
         "our `fit` runs (ours is released when `fit` returns). Peaks are resident memory "
-        "sampled every 0.2 s from `/proc`: the driver JVM (also the executor in local mode), "
+        "sampled every 0.2 s: the driver JVM (also the executor in local mode), "
         "the Python driver (which holds scikit-learn's copy), and the sum over Python workers "
         "as PSS (pages shared between forked workers, or mapped from `/dev/shm`, are split "
         "between their users, so the sum is not inflated).",
@@ -573,7 +589,8 @@ k <= 20 (one filter pass per cluster: ~6 min per iteration at k = 100);
 in `--grid full`, the cells (4e6, 100, k): 3.2 GB raw, held about four times at once
 (DataFrame cache, MLlib's cached RDD, the competitor's own copy, worker copies), which does
 not fit a 12g driver heap on a 24 GiB machine. The code is in `benchmarks/` (`grid.py`,
-`datagen.py`, `competitors.py`, `measure.py`, `record.py`, `report.py`, `run.py`).
+`datagen.py`, `competitors.py`, `measure.py`, `storage.py`, `record.py`, `report.py`,
+`run.py`).
 """
 
 

@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 import benchmarks
@@ -43,15 +44,13 @@ from benchmarks import record as R
 from benchmarks import report
 from benchmarks.datagen import generate
 from benchmarks.measure import (
-    CacheProbe,
     MemorySampler,
-    cached_rdds,
     driver_jvm_pid,
     keep_python_workers_warm,
     median,
-    new_cache_bytes,
     relative_difference,
 )
+from benchmarks.storage import CacheProbe, cached_rdds, new_cache_bytes
 
 #: Centers of ours and of a competitor started from the same C0 must agree to this
 #: (max |a - b| / max |b| over the k x d centers).
@@ -187,21 +186,34 @@ def _per_iteration(res: dict[str, Any]) -> None:
 
 
 def _time_split(traces: list[list[tuple[float, str]]]) -> dict[str, float | None]:
-    """Where ours spends a fit (medians over rounds), from the engine's log times: *setup*
-    until the first iteration's record (preparation pass, init, first assignment pass),
-    *iteration* between consecutive iteration records, *tail* from the last record until
-    ``fit`` returned (releasing the blocks, building the model and summary)."""
-    setup, per_iter, tail = [], [], []
+    """Where ours spends a fit (medians over rounds), from the times its iterations were
+    reported (the iteration callback): *setup* until the first iteration (preparation pass,
+    init, first assignment pass), *iteration* between consecutive iterations,
+    *after_last_iteration* from the last one until ``fit`` returned (the pass that measures
+    the final centers, releasing the blocks, building the model and summary).
+
+    Records of runs before the callback existed have *tail* instead, timed from the engine's
+    last log record ("finished ...", after that pass)."""
+    setup, per_iter, after = [], [], []
     for trace in traces:
         its = [t for t, msg in trace if msg.startswith("iteration")]
         if its:
             setup.append(its[0])
+            after.append(trace[-1][0] - its[-1])
             if len(its) > 1:
                 per_iter.append((its[-1] - its[0]) / (len(its) - 1))
-        logged = [t for t, msg in trace if msg != "returned"]
-        if logged:
-            tail.append(trace[-1][0] - logged[-1])
-    return {"setup": median(setup), "iteration": median(per_iter), "tail": median(tail)}
+    return {"setup": median(setup), "iteration": median(per_iter),
+            "after_last_iteration": median(after)}
+
+
+def _probed_fit(sc: SparkContext, jvm_pid: int, comp: C.Competitor,
+                m: int) -> tuple[C.FitOutcome, dict[str, Any]]:
+    """``comp.fit(m)`` under a :class:`CacheProbe`: the fit's outcome and what the competitor
+    cached meanwhile. Ours reports its first iteration to the probe (its iteration
+    callback), so even a fit shorter than one poll is seen with its blocks."""
+    probe = CacheProbe(sc, jvm_pid)
+    out = probe.run(lambda: comp.fit(m, on_iteration=probe.on_iteration))
+    return out, probe.to_json()
 
 
 def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
@@ -219,12 +231,10 @@ def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
         for comp in comps:
             sampler.set_phase(f"{cell.key}:{comp.name}")
             res = results[comp.name]
-            probe = CacheProbe(sc, sampler.jvm_pid)
             log(f"{cell.key}: warm-up {comp.name} (maxIter={res['m1']})")
             _quiesce(spark)
-            out = probe.run(lambda comp=comp, m=res["m1"]: comp.fit(m))
+            out, res["fit_cache"] = _probed_fit(sc, sampler.jvm_pid, comp, res["m1"])
             res["warmup_seconds"] = out.seconds
-            res["fit_cache"] = probe.to_json()
     for r in range(settings.repeats):
         shift = r % len(comps)
         for comp in comps[shift:] + comps[:shift]:
@@ -237,9 +247,7 @@ def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
                 _quiesce(spark)
                 if not settings.warmup and r == 0 and label == "m1":
                     # No warm-up: probe this (timed) fit; the polling costs a little time.
-                    probe = CacheProbe(sc, sampler.jvm_pid)
-                    out = probe.run(lambda comp=comp, m=m: comp.fit(m))
-                    res["fit_cache"] = probe.to_json()
+                    out, res["fit_cache"] = _probed_fit(sc, sampler.jvm_pid, comp, m)
                 else:
                     out = comp.fit(m)
                 res[f"t_{label}"].append(out.seconds)

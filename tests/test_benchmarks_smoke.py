@@ -47,6 +47,13 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
     assert cell["default_fit"]["ours"]["seconds"] > 0
     assert cell["transform"]["predictions_agree"]
     assert cell["leftover_cached_rdds"] == []
+    # ours reported every iteration (its callback): the time split has all three parts
+    ours = cell["competitors"]["ours"]
+    assert [msg for _, msg in ours["trace_m2"][0]] == [
+        *(f"iteration {i}" for i in range(1, ours["m2"] + 1)), "returned"]
+    assert all(v is not None and v >= 0 for v in ours["time_split"].values())
+    # the probed fit saw our blocks: one copy of the data in host files
+    assert cell["memory"]["ours_cache_host_file_bytes"] >= cell["raw_bytes"]
     assert {t["id"] for t in record["targets"]} >= {"centers_agree", "transform"}
 
 
@@ -148,33 +155,34 @@ def test_cheap_cells_run_more_iterations_unless_m2_is_given():
 
 def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     """A fit of ours at 1e4 rows ends long before a 100 s poll interval comes round: the
-    probe still finds its block files (n x d x 8 bytes), by polling when the fit logs its
-    first iteration; and the logger is left as it was. (Only our block files are counted
-    here: earlier tests leave the workers other temp files open.)"""
-    import logging
+    probe still finds its block files (n x d x 8 bytes), by polling when the fit reports its
+    first iteration (the probe's iteration callback); outside a probed call the callback does
+    nothing. (Only our block files are counted here: earlier tests leave the workers other
+    temp files open.)"""
     import os
 
     import numpy as np
 
-    from benchmarks import measure
-    from benchmarks.measure import CacheProbe, driver_jvm_pid
+    from benchmarks import storage
+    from benchmarks.measure import driver_jvm_pid
+    from benchmarks.storage import CacheProbe
     from sparkml_lloyd import LloydKMeans
     from sparkml_lloyd._blockstore import PREFIX
     from tests.helpers import make_df
 
-    every_file = measure.host_files
-    monkeypatch.setattr(measure, "host_files", lambda pids: {
-        path: size for path, size in every_file(pids).items()
+    every_file = storage.host_files
+    monkeypatch.setattr(storage, "host_files", lambda procs: {
+        path: size for path, size in every_file(procs).items()
         if os.path.basename(path).startswith(PREFIX)})
 
     X = np.random.default_rng(3).normal(size=(10_000, 2))
     df = make_df(spark, X)
-    logger = logging.getLogger("sparkml_lloyd")
-    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
     probe = CacheProbe(spark.sparkContext, driver_jvm_pid(spark.sparkContext), interval=100.0)
-    probe.run(lambda: LloydKMeans(k=3, maxIter=2, initMode="random").fit(df))
+    estimator = LloydKMeans(k=3, maxIter=2, initMode="random")
+    estimator.setIterationCallback(probe.on_iteration).fit(df)  # not under probe.run
+    assert probe.to_json()["peak_bytes"] == 0
+    probe.run(lambda: estimator.fit(df))
     assert probe.peak_host_file_bytes == X.nbytes, probe.to_json()
-    assert (logger.level, logger.propagate, logger.handlers) == (level, propagate, handlers)
 
 
 def test_the_per_row_floor_runs_only_where_it_finishes_in_minutes():
