@@ -257,15 +257,14 @@ class PerRow(Competitor):
     def release(self) -> None:
         self.rdd.unpersist(blocking=True)
 
-    def _train(self, max_iter: int) -> list[np.ndarray]:
-        return walkthrough_iterations(self.rdd, list(self.data.c0), self.cell.k, max_iter)
+    def _train(self, max_iter: int) -> tuple[list[np.ndarray], int]:
+        """The centroids after ``max_iter`` rounds, and that number: every round runs."""
+        return walkthrough_iterations(self.rdd, list(self.data.c0), self.cell.k,
+                                      max_iter), max_iter
 
-    def fit(self, max_iter: int) -> FitOutcome:
-        seconds, cpu, centroids = timed_cpu(lambda: self._train(max_iter))
-        return FitOutcome(seconds, np.array(centroids, dtype=np.float64), max_iter, cpu)
-
-    def _outcome(self, model: Any) -> tuple[np.ndarray, int | None]:  # pragma: no cover
-        raise NotImplementedError
+    def _outcome(self, model: tuple[list[np.ndarray], int]) -> tuple[np.ndarray, int | None]:
+        centroids, iterations = model
+        return np.array(centroids), iterations
 
 
 COMPETITOR_CLASSES: dict[str, type[Competitor]] = {

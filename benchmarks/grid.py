@@ -59,9 +59,6 @@ class Cell:
         """A compact, sortable-by-eye name: ``"1e6,20,20"``."""
         return f"{format_count(self.n)},{self.d},{self.k}"
 
-    def as_tuple(self) -> tuple[int, int, int]:
-        return (self.n, self.d, self.k)
-
 
 def format_count(n: int) -> str:
     """``1000000 -> "1e6"``, ``4000000 -> "4e6"``, ``20000 -> "2e4"``, ``150 -> "150"``."""
