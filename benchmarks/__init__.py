@@ -1,4 +1,4 @@
-"""Benchmark suite of sparkml_lloyd: ``python benchmarks/run.py --help``.
+"""Benchmark suite of sparkml_lloyd: ``python -m benchmarks.run --help`` from the checkout root.
 
 Modules: :mod:`benchmarks.grid` (cells and settings), :mod:`benchmarks.datagen` (data on the
 executors), :mod:`benchmarks.competitors` (the implementations under test),

@@ -1,4 +1,5 @@
-"""Benchmark runner: ``python benchmarks/run.py [--grid smoke|default|full] [--repeats N] ...``.
+"""Benchmark runner: ``python -m benchmarks.run [--grid smoke|default|full] [--repeats N] ...``,
+from the root of a source checkout (``sparkml-lloyd bench`` runs the same command there).
 
 For every cell of the grid: generate the data on the executors, cache and count it; prepare
 every competitor (all untimed); one untimed warm-up fit per competitor, during which Spark's
@@ -30,8 +31,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __name__ == "__main__" and not __package__:  # ``python benchmarks/run.py``
+    print("benchmarks/run.py is a module of the benchmarks package: run it from the "
+          "checkout root as 'python -m benchmarks.run ...'", file=sys.stderr)
+    sys.exit(2)
 
 import numpy as np
 from pyspark import SparkContext
@@ -56,6 +59,8 @@ from benchmarks.storage import CacheProbe, cached_rdds, new_cache_bytes
 #: (max |a - b| / max |b| over the k x d centers).
 CENTERS_RTOL = 1e-9
 DEFAULT_SEED = 42
+#: How the runner is invoked (from the checkout root): argparse's program name.
+PROG = "python -m benchmarks.run"
 
 
 def log(msg: str) -> None:
@@ -69,7 +74,7 @@ def log(msg: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="benchmarks/run.py",
+        prog=PROG,
         description="Benchmark LloydKMeans against Spark's KMeans (mllib, ml row, ml block), "
         "scikit-learn and the walkthrough's per-row code.",
     )
@@ -514,7 +519,9 @@ def _memory(out: dict[str, Any], sampler: MemorySampler, cell: G.Cell) -> dict[s
 
 def _register_by_value() -> None:
     """Functions of this package run on the executors (data generation, the walkthrough's
-    closures); ship them by value, since the workers cannot import ``benchmarks``."""
+    closures); ship them by value. A Python worker imports ``benchmarks`` only where its
+    working directory is the checkout (in local mode, started from the checkout root, it
+    is; on a cluster's executors it is not). Functions of ``__main__`` go by value anyway."""
     from pyspark import cloudpickle
 
     cloudpickle.register_pickle_by_value(benchmarks)
@@ -569,14 +576,14 @@ def exit_status(record: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python benchmarks/run.py`` and ``sparkml-lloyd bench``."""
+    """Entry point of ``python -m benchmarks.run`` (and so of ``sparkml-lloyd bench``)."""
     args = parse_args(argv)
     if args.report_only:
         try:
             parts = [(path, R.read_json(path)) for path in args.report_only]
             record = parts[0][1] if len(parts) == 1 else R.merge(parts)
         except (OSError, ValueError) as e:
-            print(f"benchmarks/run.py: error: {e}", file=sys.stderr)
+            print(f"{PROG}: error: {e}", file=sys.stderr)
             return 2
         record["targets"] = report.evaluate_targets(record)
         md, png = report.write_report(record, args.docs_dir, args.report_only[0])
@@ -585,10 +592,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = build_settings(args)
     except ValueError as e:
-        print(f"benchmarks/run.py: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     out_path = args.out_dir / f"{R.timestamp()}.json"
-    command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = f"{PROG} " + " ".join(sys.argv[1:] if argv is None else argv)
     record = run(settings, out_path, command)
     md, png = report.write_report(record, args.docs_dir, out_path)
     log(f"wrote {out_path}, {md} and {png} in {record['total_seconds']:.0f}s")
@@ -599,8 +606,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     import warnings
 
-    # As the CLI (sparkml-lloyd bench): pandas 3 works (the oracle tests check the Arrow
-    # paths), pyspark still warns once per UDF it builds.
+    # pandas 3 works (the oracle tests check the Arrow paths); pyspark still warns once per
+    # UDF it builds.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
                             category=FutureWarning)
     sys.exit(main())

@@ -3,11 +3,16 @@
 Checks the harness, not the performance: every competitor is in the result, the centers of
 ours, MLlib, scikit-learn and the per-row walkthrough agree, and the page and plot are written
 into a scratch directory (the real docs/benchmarks.md is left alone).
+
+The runner is started as ``sparkml-lloyd bench`` starts it: ``python -m benchmarks.run`` in the
+checkout root, with no PYTHONPATH (Spark's Python workers get the package's functions by
+value).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +21,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPETITORS = {"ours", "mllib", "ml_row", "ml_block", "sklearn", "per_row"}
+RUNNER = [sys.executable, "-m", "benchmarks.run"]
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--grid", "smoke",
-         "--out-dir", str(out / "results"), "--docs-dir", str(out / "docs")],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+        [*RUNNER, "--grid", "smoke", "--out-dir", str(out / "results"),
+         "--docs-dir", str(out / "docs")],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200,
     )
     results = sorted((out / "results").glob("*.json"))
     return proc, results, out
@@ -72,6 +79,7 @@ def test_smoke_writes_page_and_plot(smoke_run):
     _, results, out = smoke_run
     page = (out / "docs" / "benchmarks.md").read_text()
     assert "Smoke run" in page and "## Targets" in page and results[0].name in page
+    assert "python -m benchmarks.run --grid smoke" in page  # the command, under Environment
     png = out / "docs" / "images" / "benchmarks.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -80,9 +88,8 @@ def test_smoke_writes_page_and_plot(smoke_run):
 def test_report_only_regenerates_the_page(smoke_run, tmp_path):
     _, results, out = smoke_run
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--report-only",
-         str(results[0]), "--docs-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [*RUNNER, "--report-only", str(results[0]), "--docs-dir", str(tmp_path)],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "benchmarks.md").read_text() == (out / "docs" / "benchmarks.md").read_text()
@@ -193,3 +200,11 @@ def test_the_per_row_floor_runs_only_where_it_finishes_in_minutes():
     assert [G.competitor_skip_reason("per_row", c) for c in runs] == [None] * 3
     assert all("k <= 20" in G.competitor_skip_reason("per_row", c) for c in skipped)
     assert G.competitor_skip_reason("ours", G.Cell(10**5, 2, 100)) is None
+
+
+def test_the_runner_is_a_module_not_a_script():
+    """``python benchmarks/run.py`` stops at once and says how to run it."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--help"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "run it from the checkout root as 'python -m benchmarks.run" in proc.stderr
