@@ -308,6 +308,14 @@ def time_transform(model: Any, df: DataFrame) -> tuple[float, float, int]:
     return seconds, cpu, int(rows[0][0])
 
 
+def transform_path(model: LloydKMeansModel, df: DataFrame) -> str:
+    """Which path our ``model.transform(df)`` takes, read from Spark's optimized plan (one
+    query analysis, untimed): ``"arrow"`` when a Python UDF evaluates it (the numpy kernel in
+    an Arrow UDF), else ``"jvm"`` (Spark's KMeansModel UDF under the row rule)."""
+    plan = str(model.transform(df)._jdf.queryExecution().optimizedPlan().toString())
+    return "arrow" if "EvalPython" in plan else "jvm"
+
+
 def same_centers_model(builtin: MLKMeansModel) -> LloydKMeansModel:
     """Our model with exactly the built-in model's centers (for a like-for-like transform)."""
     return LloydKMeansModel([np.asarray(c) for c in builtin.clusterCenters()])

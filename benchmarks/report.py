@@ -399,8 +399,17 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
         f"{_transform_calls(record)} interleaved calls per model after one first call per "
         "model, which is shown apart (ours builds Spark's model holding our centers there; "
         "the built-in's was built by its fit).",
-        "",
     ]
+    paths = any("ours_path" in c.get("transform", {}) for c in _cells(record))
+    if paths:
+        lines[-1] += (
+            " *Ours assigns with* is read from the plan of our transform: *Spark UDF + row "
+            "rule* is Spark's own assignment UDF (from Spark's `KMeansModel` holding our "
+            "centers) inside `CASE WHEN <row is valid> THEN UDF(features) ... END`, the row "
+            "rule checked on the vector's stored values and applied per `handleInvalid` "
+            "(shown; `\"error\"` is the default); *Arrow UDF* is our numpy kernel in an "
+            "Arrow UDF (large `k x d`).")
+    lines.append("")
     rows = []
     for c in _cells(record):
         t = c.get("transform")
@@ -413,11 +422,21 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
             "yes" if t["predictions_agree"] else "**NO**",
             f"{_spread(t['ours']['raw'])} / {_spread(t['builtin']['raw'])}",
             _first_calls(t),
+            *([_transform_path(t)] if paths else []),
         ])
     lines += _table(["cell", "ours s", "built-in s", "ours / built-in", "CPU ours / built-in",
                      "ours rows/s", "same prediction sum", "calls ours / built-in: min-max s",
-                     "first call ours / built-in s"], rows)
+                     "first call ours / built-in s",
+                     *(["ours assigns with"] if paths else [])], rows)
     return [*lines, ""]
+
+
+def _transform_path(t: dict[str, Any]) -> str:
+    """How our transform assigned (older records do not say)."""
+    path = {"jvm": "Spark UDF + row rule", "arrow": "Arrow UDF"}.get(t.get("ours_path", ""))
+    if path is None:
+        return "-"
+    return f"{path} (`handleInvalid=\"{t.get('ours_handle_invalid', '?')}\"`)"
 
 
 def _memory_section(record: dict[str, Any]) -> list[str]:

@@ -376,6 +376,8 @@ def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
     tr["rows_per_second_ours"] = cell.n / tr["ours"]["seconds"]
     tr["rows_per_second_builtin"] = cell.n / tr["builtin"]["seconds"]
     tr["predictions_agree"] = sums["ours"] == sums["builtin"]
+    tr["ours_path"] = C.transform_path(models["ours"], df)
+    tr["ours_handle_invalid"] = models["ours"].getHandleInvalid()
     tr["method"] = ("model.transform(df).agg(F.sum('prediction')).collect(); same centers; "
                     f"one untimed first call each, then {settings.repeats} x "
                     f"{G.TRANSFORM_CALLS_PER_ROUND} interleaved calls")
