@@ -440,11 +440,13 @@ def _transform_path(t: dict[str, Any]) -> str:
 
 
 def _memory_section(record: dict[str, Any]) -> list[str]:
+    probed = ("an untimed warm-up fit" if record["settings"].get("warmup", True)
+              else "the first timed `maxIter=m1` fit (warm-up off)")
     lines = [
         "## Memory",
         "",
         "What each competitor holds besides the caller's cached DataFrame (*input cache*), "
-        "polled every 50 ms during an untimed warm-up fit: Spark's storage info for RDDs it "
+        f"polled every 50 ms during {probed}: Spark's storage info for RDDs it "
         "persisted (`memSize + diskSize`), plus host files (`/dev/shm`, temp dir) its Python "
         "workers map or open; *prepared* caches (MLlib's RDD of vectors) are included. "
         "*Copies* counts the input cache plus ours, in units of the raw `n*d*8` bytes, while "

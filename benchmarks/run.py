@@ -98,8 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated subset of {','.join(G.COMPETITORS)}")
     p.add_argument("--warmup", choices=("on", "off"),
                    help="one untimed fit per competitor before the timed rounds, which also "
-                   "probes cache sizes (default: on; off: the first timed maxIter=m1 fit "
-                   "is probed instead)")
+                   "probes cache sizes (grid default: on; smoke off; off: the first timed "
+                   "maxIter=m1 fit is probed instead)")
     p.add_argument("--max-nd", type=float, default=G.MAX_ND,
                    help="skip cells with n*d above this (default 1e8)")
     p.add_argument("--out-dir", type=Path, default=R.REPO_ROOT / "benchmarks" / "results",
@@ -145,7 +145,7 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
         driver_memory=driver_memory, seed=args.seed,
         competitors=[c for c in G.COMPETITORS if c in names], smoke=spec.smoke,
         max_nd=int(args.max_nd),
-        longer_runs=not spec.smoke and args.m2 is None,
+        longer_runs=not spec.smoke and args.m2 is None, transform_calls=spec.transform_calls,
     )
     settings.spark_conf = {
         "spark.driver.memory": driver_memory,
@@ -356,7 +356,7 @@ def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
     first = {who: C.time_transform(models[who], df)[0] for who in ("builtin", "ours")}
     log(f"{cell.key}: first transform ours {first['ours']:.3f}s, "
         f"built-in {first['builtin']:.3f}s (not in the median)")
-    for r in range(settings.repeats * G.TRANSFORM_CALLS_PER_ROUND):
+    for r in range(settings.repeats * settings.transform_calls):
         for who in (("ours", "builtin") if r % 2 == 0 else ("builtin", "ours")):
             _quiesce(spark)
             seconds, cpu, total = C.time_transform(models[who], df)
@@ -380,7 +380,7 @@ def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
     tr["ours_handle_invalid"] = models["ours"].getHandleInvalid()
     tr["method"] = ("model.transform(df).agg(F.sum('prediction')).collect(); same centers; "
                     f"one untimed first call each, then {settings.repeats} x "
-                    f"{G.TRANSFORM_CALLS_PER_ROUND} interleaved calls")
+                    f"{settings.transform_calls} interleaved calls")
     return {"default_fit": fit_out, "transform": tr}
 
 

@@ -99,11 +99,14 @@ def test_report_only_regenerates_the_page(smoke_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
+def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys):
     """The full grid may be run in pieces: two results of different cells make one page
     listing both runs and every cell; a cell measured again is shown from the newer run and
     the older named; one run given twice, or runs whose settings differ, are refused with a
-    message naming the cause."""
+    message naming the cause. (The runner's ``main`` in this process: --report-only starts no
+    Spark.)"""
+    from benchmarks.run import main
+
     _, results, _ = smoke_run
     record = json.loads(results[0].read_text())
     other = json.loads(json.dumps(record))
@@ -112,22 +115,20 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
     second = tmp_path / "second.json"
     second.write_text(json.dumps(other))
 
-    def report(*paths):
-        return subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--report-only",
-             *map(str, paths), "--docs-dir", str(tmp_path / "docs")],
-            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    def report(*paths: Path) -> tuple[int, str]:
+        status = main(["--report-only", *map(str, paths), "--docs-dir", str(tmp_path / "docs")])
+        return status, capsys.readouterr().err
 
-    proc = report(results[0], second)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    status, err = report(results[0], second)
+    assert status == 0, err[-4000:]
     page = (tmp_path / "docs" / "benchmarks.md").read_text()
     assert "merged from 2 runs" in page and results[0].name in page and "second.json" in page
     assert "(2e4, 2, 3)" in page and "(3e4, 2, 3)" in page
     assert "2 or 1 round(s)" in page  # the smoke page states rounds under Environment
     assert "code between the runs' commits: identical" in page
 
-    proc = report(results[0], results[0])
-    assert proc.returncode == 2 and "are the same run" in proc.stderr
+    status, err = report(results[0], results[0])
+    assert status == 2 and "are the same run" in err
     # a cell measured again: the newer run's figures are shown, the older is named
     from benchmarks import record as R
 
@@ -144,8 +145,8 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
     assert "measured again in a newer run, shown from it: (2e4,2,3)" in B.render_markdown(merged)
     other["settings"]["seed"] += 1
     second.write_text(json.dumps(other))
-    proc = report(results[0], second)
-    assert proc.returncode == 2 and "differ in setting 'seed'" in proc.stderr
+    status, err = report(results[0], second)
+    assert status == 2 and "differ in setting 'seed'" in err
 
 
 def test_cheap_cells_run_more_iterations_unless_m2_is_given():
