@@ -176,7 +176,7 @@ def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     from benchmarks import storage
     from benchmarks.measure import driver_jvm_pid
     from benchmarks.storage import CacheProbe
-    from sparkml_lloyd import LloydKMeans
+    from sparkml_lloyd import IterationRecord, LloydKMeans
     from sparkml_lloyd._blockstore import PREFIX
     from tests.helpers import make_df
 
@@ -188,10 +188,10 @@ def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     X = np.random.default_rng(3).normal(size=(10_000, 2))
     df = make_df(spark, X)
     probe = CacheProbe(spark.sparkContext, driver_jvm_pid(spark.sparkContext), interval=100.0)
-    estimator = LloydKMeans(k=3, maxIter=2, initMode="random")
-    estimator.setIterationCallback(probe.on_iteration).fit(df)  # not under probe.run
+    probe.on_iteration(IterationRecord(1, 0.0, 0.0, [1], 0.0), np.zeros((1, 2)))  # not running
     assert probe.to_json()["peak_bytes"] == 0
-    probe.run(lambda: estimator.fit(df))
+    estimator = LloydKMeans(k=3, maxIter=2, initMode="random")
+    probe.run(lambda: estimator.setIterationCallback(probe.on_iteration).fit(df))
     assert probe.peak_host_file_bytes == X.nbytes, probe.to_json()
 
 
