@@ -1,7 +1,8 @@
-"""Benchmark suite of sparkml_lloyd: ``python benchmarks/run.py --help``.
+"""Benchmark suite of sparkml_lloyd: ``python -m benchmarks.run --help`` from the checkout root.
 
 Modules: :mod:`benchmarks.grid` (cells and settings), :mod:`benchmarks.datagen` (data on the
 executors), :mod:`benchmarks.competitors` (the implementations under test),
-:mod:`benchmarks.measure` (timing, memory, storage), :mod:`benchmarks.record` (environment and
-JSON), :mod:`benchmarks.report` (page, plot, targets), :mod:`benchmarks.run` (the runner).
+:mod:`benchmarks.measure` (timing, processes, memory), :mod:`benchmarks.storage` (what a
+competitor caches), :mod:`benchmarks.record` (environment and JSON), :mod:`benchmarks.report`
+(page, plot, targets), :mod:`benchmarks.run` (the runner).
 """

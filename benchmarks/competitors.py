@@ -12,12 +12,11 @@ Also here: the whole default ``fit`` of ours and of the built-in ml ``KMeans``, 
 
 from __future__ import annotations
 
-import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from math import sqrt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyspark import RDD
@@ -33,6 +32,10 @@ from benchmarks.datagen import BlobData, collect_numpy
 from benchmarks.measure import timed_cpu
 from sparkml_lloyd import LloydKMeans, LloydKMeansModel
 
+if TYPE_CHECKING:
+    from sparkml_lloyd import IterationRecord
+    from sparkml_lloyd._fit import IterationCallback
+
 
 @dataclass
 class FitOutcome:
@@ -44,21 +47,9 @@ class FitOutcome:
     num_iter: int | None
     #: CPU seconds of the whole process tree (driver, JVM, workers) during the call.
     cpu_seconds: float = 0.0
-    #: Ours only: ``[seconds since the call started, log message]`` for every INFO record of
-    #: the ``sparkml_lloyd`` logger (one per iteration, one at the end), then ``"returned"``.
+    #: Ours only: ``[seconds since the call started, "iteration N"]`` when the fit reported
+    #: each iteration (its iteration callback), then ``[seconds, "returned"]``.
     trace: list[tuple[float, str]] | None = None
-
-
-class _TraceHandler(logging.Handler):
-    """Collects the time of every record of the ``sparkml_lloyd`` logger during a fit."""
-
-    def __init__(self, t0: float) -> None:
-        super().__init__(logging.INFO)
-        self.t0 = t0
-        self.events: list[tuple[float, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.events.append((time.perf_counter() - self.t0, record.getMessage()[:60]))
 
 
 class Competitor(ABC):
@@ -90,8 +81,12 @@ class Competitor(ABC):
     def _outcome(self, model: Any) -> tuple[np.ndarray, int | None]:
         """Centers (k x d) and iterations run, read from the model outside the timer."""
 
-    def fit(self, max_iter: int) -> FitOutcome:
-        """Train for (at most) ``max_iter`` iterations; time only the training call."""
+    def fit(self, max_iter: int, on_iteration: IterationCallback | None = None) -> FitOutcome:
+        """Train for (at most) ``max_iter`` iterations; time only the training call.
+
+        ``on_iteration(record, centers)`` is called after every iteration by an
+        implementation that reports its iterations as it runs (ours); the others ignore it.
+        """
         seconds, cpu, model = timed_cpu(lambda: self._train(max_iter))
         centers, num_iter = self._outcome(model)
         return FitOutcome(seconds, np.asarray(centers, dtype=np.float64), num_iter, cpu)
@@ -100,37 +95,36 @@ class Competitor(ABC):
 class Ours(Competitor):
     """``LloydKMeans(k, initialCenters=C0, maxIter=m, tol=0).fit(df)``.
 
-    The engine's per-iteration log records are timestamped (a logging handler, no other
-    instrumentation), which shows where a fit's time goes: set-up until the first iteration,
-    each iteration, and the tail after the last one.
+    The fit's iteration callback timestamps every iteration (no other instrumentation),
+    which shows where a fit's time goes: set-up until the first iteration, each iteration,
+    and what follows the last one.
     """
 
     name = "ours"
 
-    def fit(self, max_iter: int) -> FitOutcome:
-        logger = logging.getLogger("sparkml_lloyd")
-        level = logger.level
-        handler = _TraceHandler(0.0)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    def fit(self, max_iter: int, on_iteration: IterationCallback | None = None) -> FitOutcome:
+        trace: list[tuple[float, str]] = []
+        t0 = 0.0
+
+        def stamp(record: IterationRecord, centers: np.ndarray) -> None:
+            trace.append((time.perf_counter() - t0, f"iteration {record.iteration}"))
+            if on_iteration is not None:
+                on_iteration(record, centers)
 
         def train() -> LloydKMeansModel:
-            handler.t0 = time.perf_counter()
-            return self._train(max_iter)
+            nonlocal t0
+            t0 = time.perf_counter()
+            return self._train(max_iter, stamp)
 
-        try:
-            seconds, cpu, model = timed_cpu(train)
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
+        seconds, cpu, model = timed_cpu(train)
         centers, num_iter = self._outcome(model)
-        return FitOutcome(seconds, centers, num_iter, cpu,
-                          [*handler.events, (seconds, "returned")])
+        return FitOutcome(seconds, centers, num_iter, cpu, [*trace, (seconds, "returned")])
 
-    def _train(self, max_iter: int) -> LloydKMeansModel:
+    def _train(self, max_iter: int,
+               on_iteration: IterationCallback | None = None) -> LloydKMeansModel:
         return LloydKMeans(
             k=self.cell.k, initialCenters=self.data.c0, maxIter=max_iter, tol=0.0
-        ).fit(self.data.df)
+        ).setIterationCallback(on_iteration).fit(self.data.df)
 
     def _outcome(self, model: LloydKMeansModel) -> tuple[np.ndarray, int | None]:
         return np.array(model.clusterCenters()), model.summary.numIter
@@ -263,15 +257,14 @@ class PerRow(Competitor):
     def release(self) -> None:
         self.rdd.unpersist(blocking=True)
 
-    def _train(self, max_iter: int) -> list[np.ndarray]:
-        return walkthrough_iterations(self.rdd, list(self.data.c0), self.cell.k, max_iter)
+    def _train(self, max_iter: int) -> tuple[list[np.ndarray], int]:
+        """The centroids after ``max_iter`` rounds, and that number: every round runs."""
+        return walkthrough_iterations(self.rdd, list(self.data.c0), self.cell.k,
+                                      max_iter), max_iter
 
-    def fit(self, max_iter: int) -> FitOutcome:
-        seconds, cpu, centroids = timed_cpu(lambda: self._train(max_iter))
-        return FitOutcome(seconds, np.array(centroids, dtype=np.float64), max_iter, cpu)
-
-    def _outcome(self, model: Any) -> tuple[np.ndarray, int | None]:  # pragma: no cover
-        raise NotImplementedError
+    def _outcome(self, model: tuple[list[np.ndarray], int]) -> tuple[np.ndarray, int | None]:
+        centroids, iterations = model
+        return np.array(centroids), iterations
 
 
 COMPETITOR_CLASSES: dict[str, type[Competitor]] = {
@@ -313,6 +306,14 @@ def time_transform(model: Any, df: DataFrame) -> tuple[float, float, int]:
         lambda: model.transform(df).agg(F.sum("prediction")).collect()
     )
     return seconds, cpu, int(rows[0][0])
+
+
+def transform_path(model: LloydKMeansModel, df: DataFrame) -> str:
+    """Which path our ``model.transform(df)`` takes, read from Spark's optimized plan (one
+    query analysis, untimed): ``"arrow"`` when a Python UDF evaluates it (the numpy kernel in
+    an Arrow UDF), else ``"jvm"`` (Spark's KMeansModel UDF under the row rule)."""
+    plan = str(model.transform(df)._jdf.queryExecution().optimizedPlan().toString())
+    return "arrow" if "EvalPython" in plan else "jvm"
 
 
 def same_centers_model(builtin: MLKMeansModel) -> LloydKMeansModel:

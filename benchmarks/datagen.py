@@ -93,9 +93,9 @@ class BlobData:
 
     cell: Cell
     df: DataFrame
+    #: The initial centers every C0-started competitor is given.
     c0: np.ndarray
-    centers: np.ndarray
-    partitions: int
+    #: Seconds to generate, cache and count it.
     seconds: float
 
     def unpersist(self) -> None:
@@ -117,8 +117,7 @@ def generate(spark: SparkSession, cell: Cell, seed: int, partitions: int) -> Blo
     if rows != cell.n:
         df.unpersist()
         raise RuntimeError(f"generated {rows} rows for {cell}, expected {cell.n}")
-    return BlobData(cell, df, initial_centers(cell, seed), centers, partitions,
-                    time.perf_counter() - t0)
+    return BlobData(cell, df, initial_centers(cell, seed), time.perf_counter() - t0)
 
 
 def collect_numpy(df: DataFrame, d: int) -> np.ndarray:

@@ -59,9 +59,6 @@ class Cell:
         """A compact, sortable-by-eye name: ``"1e6,20,20"``."""
         return f"{format_count(self.n)},{self.d},{self.k}"
 
-    def as_tuple(self) -> tuple[int, int, int]:
-        return (self.n, self.d, self.k)
-
 
 def format_count(n: int) -> str:
     """``1000000 -> "1e6"``, ``4000000 -> "4e6"``, ``20000 -> "2e4"``, ``150 -> "150"``."""
@@ -71,6 +68,13 @@ def format_count(n: int) -> str:
         if mant == int(mant):
             return f"{int(mant)}e{exp}"
     return str(n)
+
+
+#: A transform is timed this many times per round. A call at n = 1e5-1e6 takes 0.1-0.7 s and
+#: calls scatter by +-0.15 s; with both models running the same JVM plan, the ratio of two
+#: medians of 9 calls still moved by +-5% (run 20261127T161015Z: 1.03x at (1e6, 20, 20) with
+#: ranges 0.44-0.72 s ours and 0.51-0.70 s built-in), so 21 calls per model.
+TRANSFORM_CALLS_PER_ROUND = 7
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class GridSpec:
     per_row_iters: tuple[int, int] = (1, 2)
     #: One untimed fit per competitor before the timed rounds (it also probes cache sizes).
     warmup: bool = True
+    #: Timed transform calls per model and round.
+    transform_calls: int = TRANSFORM_CALLS_PER_ROUND
 
 
 def _cells(*triples: tuple[float, int, int]) -> tuple[Cell, ...]:
@@ -94,10 +100,12 @@ def _cells(*triples: tuple[float, int, int]) -> tuple[Cell, ...]:
 
 
 GRIDS: dict[str, GridSpec] = {
-    # CI: one tiny cell with every competitor, one round, 1 vs 3 iterations (per-row: 0 vs 1).
+    # CI: one tiny cell with every competitor, one round, 1 vs 3 iterations (per-row: 0 vs 1),
+    # every step once: no warm-up fits (the first timed fit is probed), one transform call.
     "smoke": GridSpec(
         cells=_cells((2e4, 2, 3)),
         repeats=1, m1=1, m2=3, driver_memory="2g", smoke=True, per_row_iters=(0, 1),
+        warmup=False, transform_calls=1,
     ),
     # The cells the performance targets name.
     "default": GridSpec(
@@ -127,13 +135,6 @@ def iterations_for(cell: Cell, m1: int, m2: int, longer: bool) -> tuple[int, int
     return m1, m2
 
 
-#: A transform is timed this many times per round. A call at n = 1e5-1e6 takes 0.1-0.7 s and
-#: calls scatter by +-0.15 s; with both models running the same JVM plan, the ratio of two
-#: medians of 9 calls still moved by +-5% (run 20261127T161015Z: 1.03x at (1e6, 20, 20) with
-#: ranges 0.44-0.72 s ours and 0.51-0.70 s built-in), so 21 calls per model.
-TRANSFORM_CALLS_PER_ROUND = 7
-
-
 @dataclass
 class Settings:
     """Everything that shapes one run (stored verbatim in the result JSON)."""
@@ -155,6 +156,8 @@ class Settings:
     max_nd: int = MAX_ND
     #: raise m2 in cheap cells (see LONGER_RUNS); off for smoke runs and an explicit --m2
     longer_runs: bool = False
+    #: timed transform calls per model and round (see TRANSFORM_CALLS_PER_ROUND)
+    transform_calls: int = TRANSFORM_CALLS_PER_ROUND
     spark_conf: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

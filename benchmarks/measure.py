@@ -1,31 +1,30 @@
-"""Timing, process memory and Spark storage measurements.
+"""Timing, CPU time and process memory measurements; the agreement measure of centers.
 
-* :func:`timed` -- wall-clock seconds of one call (``time.perf_counter``).
+* :func:`timed_cpu` -- wall-clock seconds of one call (``time.perf_counter``) and the CPU
+  seconds of the whole process tree during it (:func:`tree_cpu_seconds`).
 * :class:`MemorySampler` -- a background thread that samples, every ``interval`` seconds, the
   resident memory of the driver JVM, of this Python driver and of the Python workers (the
   JVM's descendant processes: ``pyspark.daemon`` and the workers it forks), and keeps the peak
   of each per *phase* (a label the runner sets: ``"ours"``, ``"mllib"`` ...). Workers forked
   from the daemon share pages, so their sum is given both as RSS (over-counts shared pages)
   and as PSS (shares split fairly, from ``/proc/PID/smaps_rollup``).
-* :func:`cached_rdds` / :class:`CacheProbe` -- what a competitor caches: Spark's own storage
-  info for persisted RDDs (``memSize`` + ``diskSize`` per RDD), plus host files (``/dev/shm``,
-  temp dir) its Python workers have mapped or open.
+* :func:`relative_difference` -- how far two center sets are apart.
+
+Processes are inspected with psutil, here only (:func:`process_tree`); what a competitor
+caches is measured in :mod:`benchmarks.storage`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import stat
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psutil
 from pyspark import SparkContext
 
 T = TypeVar("T")
@@ -42,38 +41,91 @@ def relative_difference(a: Any, b: Any) -> float:
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
 
 
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    """Run ``fn()`` once; return (elapsed seconds, its result)."""
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result
+# --------------------------------------------------------------------------------------
+# Processes (psutil)
+# --------------------------------------------------------------------------------------
+
+#: What psutil raises for a process that ended (or that we may not read) mid-scan: such a
+#: process is skipped, as if it had ended just before the scan.
+_GONE = (psutil.NoSuchProcess, psutil.AccessDenied)
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+def process_tree(root: int) -> list[psutil.Process]:
+    """``root`` and all its live descendants (empty when ``root`` has ended)."""
+    try:
+        proc = psutil.Process(root)
+        return [proc, *proc.children(recursive=True)]
+    except _GONE:
+        return []
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except _GONE:
+        return []
+
+
+def python_workers(jvm_pid: int) -> list[psutil.Process]:
+    """The Python processes below the driver JVM: ``pyspark.daemon`` and the workers it
+    forks (in local mode the JVM is also the executor)."""
+    return [p for p in process_tree(jvm_pid)[1:] if "python" in " ".join(_cmdline(p))]
+
+
+def rss_bytes(proc: psutil.Process) -> int:
+    """Resident set size of a process, 0 when it has ended."""
+    try:
+        return int(proc.memory_info().rss)
+    except _GONE:
+        return 0
+
+
+def pss_bytes(proc: psutil.Process) -> int:
+    """Proportional set size (pages shared between processes split between them; psutil
+    reads ``/proc/PID/smaps_rollup``), 0 when the process has ended."""
+    try:
+        return int(proc.memory_full_info().pss)
+    except _GONE:
+        return 0
+
+
+def driver_jvm_pid(sc: SparkContext) -> int:
+    """Process id of the driver JVM (asked from the JVM; else the ``java`` child of this one)."""
+    try:
+        return int(sc._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    except Exception:
+        for proc in process_tree(os.getpid())[1:]:
+            argv = _cmdline(proc)
+            if argv and "java" in argv[0]:
+                return proc.pid
+        raise RuntimeError("cannot find the driver JVM process") from None
+
+
+# --------------------------------------------------------------------------------------
+# Time
+# --------------------------------------------------------------------------------------
 
 
 def tree_cpu_seconds(root: int | None = None) -> float:
     """CPU seconds (user + system) used so far by ``root`` (default: this process) and all
-    its live descendants, including their reaped children: the Python driver, the driver JVM
-    it launched and the Python workers the JVM forked. Unlike wall time, this barely depends
-    on what else the machine is running."""
-    root = os.getpid() if root is None else root
-    total = 0
-    for pid in [root, *descendants(root)]:
+    its live descendants, including their reaped children (``cpu_times()``'s
+    ``children_user`` and ``children_system``): the Python driver, the driver JVM it launched
+    and the Python workers the JVM forked. Unlike wall time, this barely depends on what else
+    the machine is running. A process that ends during the scan is left out."""
+    total = 0.0
+    for proc in process_tree(os.getpid() if root is None else root):
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                line = f.read()
-        except OSError:
+            t = proc.cpu_times()
+        except _GONE:
             continue
-        fields = line[line.rfind(")") + 2 :].split()
-        # fields[11:15] = utime, stime, cutime, cstime (stat fields 14-17)
-        total += sum(int(x) for x in fields[11:15])
-    return total / _TICKS
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def timed_cpu(fn: Callable[[], T]) -> tuple[float, float, T]:
     """Run ``fn()`` once; return (wall seconds, CPU seconds of the process tree, result).
-    The CPU snapshots (a scan of ``/proc``) are taken outside the wall-clock timer."""
+    The CPU snapshots (a scan of the process tree) are taken outside the wall-clock
+    timer."""
     c0 = tree_cpu_seconds()
     t0 = time.perf_counter()
     result = fn()
@@ -127,77 +179,8 @@ def keep_python_workers_warm(spark: Any, partitions: int) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Process memory via /proc
+# Memory
 # --------------------------------------------------------------------------------------
-
-
-def _read_kb(path: str, key: str) -> int | None:
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def rss_bytes(pid: int) -> int | None:
-    """Resident set size of a process (``VmRSS``), or ``None`` when it is gone."""
-    return _read_kb(f"/proc/{pid}/status", "VmRSS:")
-
-
-def pss_bytes(pid: int) -> int | None:
-    """Proportional set size (shared pages split between sharers), or ``None``."""
-    return _read_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
-
-
-def _parent_map() -> dict[int, int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                line = f.read()
-        except OSError:
-            continue
-        # comm may hold spaces and parentheses: the fields after the last ')' are fixed.
-        rest = line[line.rfind(")") + 2 :].split()
-        parents[int(entry)] = int(rest[1])
-    return parents
-
-
-def descendants(pid: int) -> list[int]:
-    """All live descendant process ids of ``pid``."""
-    children: dict[int, list[int]] = {}
-    for child, parent in _parent_map().items():
-        children.setdefault(parent, []).append(child)
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def driver_jvm_pid(sc: SparkContext) -> int:
-    """Process id of the driver JVM (asked from the JVM; else the ``java`` child of this one)."""
-    try:
-        return int(sc._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
-    except Exception:
-        for pid in descendants(os.getpid()):
-            if "java" in _cmdline(pid).split(" ")[0]:
-                return pid
-        raise RuntimeError("cannot find the driver JVM process") from None
 
 
 @dataclass
@@ -223,13 +206,15 @@ class MemoryPeaks:
 class MemorySampler:
     """Samples driver JVM, Python driver and Python worker memory in a background thread.
 
-    Use as a context manager; set :attr:`phase` to attribute samples to a phase. Reading
-    ``/proc`` costs well under a millisecond per sample, so the default 0.2 s interval does
-    not disturb the timings.
+    Use as a context manager; set :attr:`phase` to attribute samples to a phase. A sample
+    (the process table, then each worker's ``smaps_rollup``) takes about 4 ms with four
+    workers here, so the default 0.2 s interval hardly disturbs the timings.
     """
 
     def __init__(self, jvm_pid: int, interval: float = 0.2) -> None:
         self.jvm_pid = jvm_pid
+        self._jvm = psutil.Process(jvm_pid)
+        self._driver = psutil.Process()
         self.interval = interval
         self.phase = "idle"
         self.peaks: dict[str, MemoryPeaks] = {}
@@ -239,11 +224,11 @@ class MemorySampler:
 
     def sample(self) -> None:
         """Take one sample now."""
-        jvm = rss_bytes(self.jvm_pid) or 0
-        py = rss_bytes(os.getpid()) or 0
-        workers = [p for p in descendants(self.jvm_pid) if "python" in _cmdline(p)]
-        w_rss = sum(rss_bytes(p) or 0 for p in workers)
-        w_pss = sum(pss_bytes(p) or 0 for p in workers)
+        jvm = rss_bytes(self._jvm)
+        py = rss_bytes(self._driver)
+        workers = python_workers(self.jvm_pid)
+        w_rss = sum(rss_bytes(p) for p in workers)
+        w_pss = sum(pss_bytes(p) for p in workers)
         with self._lock:
             self.peaks.setdefault(self.phase, MemoryPeaks()).update(
                 jvm, py, w_rss, w_pss, len(workers)
@@ -253,7 +238,7 @@ class MemorySampler:
         while not self._stop.wait(self.interval):
             try:
                 self.sample()
-            except Exception:  # a process vanished mid-read: skip this sample
+            except Exception:  # whatever one sample met, keep sampling
                 continue
 
     def set_phase(self, phase: str) -> None:
@@ -280,187 +265,3 @@ class MemorySampler:
                            p.workers_pss, p.workers_max_count)
         overall.samples = sum(p.samples for p in self.peaks.values())
         return {"overall": vars(overall), "phases": phases}
-
-
-# --------------------------------------------------------------------------------------
-# Spark storage
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CachedRdd:
-    """One persisted RDD as Spark's storage info reports it."""
-
-    id: int
-    name: str
-    mem_bytes: int
-    disk_bytes: int
-    cached_partitions: int
-
-    @property
-    def bytes(self) -> int:
-        return self.mem_bytes + self.disk_bytes
-
-
-def cached_rdds(sc: SparkContext) -> dict[int, CachedRdd]:
-    """Persisted RDDs that hold at least one cached partition, by RDD id."""
-    infos = sc._jsc.sc().getRDDStorageInfo()  # type: ignore[union-attr]
-    out = {}
-    for info in infos:
-        out[int(info.id())] = CachedRdd(
-            int(info.id()), str(info.name()), int(info.memSize()), int(info.diskSize()),
-            int(info.numCachedPartitions()),
-        )
-    return out
-
-
-def new_cache_bytes(before: dict[int, CachedRdd], after: dict[int, CachedRdd]) -> int:
-    """Bytes held by RDDs cached in ``after`` that were not cached in ``before``."""
-    return sum(r.bytes for i, r in after.items() if i not in before)
-
-
-#: Host-local storage a competitor may keep its data in, outside Spark's block manager.
-HOST_FILE_ROOTS: tuple[str, ...] = ("/dev/shm", tempfile.gettempdir())
-
-
-def host_files(pids: list[int], roots: tuple[str, ...] = HOST_FILE_ROOTS) -> dict[str, int]:
-    """Regular files under ``roots`` that the processes ``pids`` have mapped or open, with
-    their sizes: data a competitor keeps in host memory (``/dev/shm``) or on local disk outside
-    Spark's storage. Spark's own scratch directories (``spark-*``) are left out: what Spark
-    caches is counted from its storage info."""
-    found: dict[str, int] = {}
-
-    def consider(path: str) -> None:
-        if path in found or not path.startswith(roots) or "/spark-" in path:
-            return
-        try:
-            st = os.stat(path)
-        except OSError:
-            return
-        if stat.S_ISREG(st.st_mode):
-            found[path] = st.st_size
-
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/maps") as f:
-                for line in f:
-                    parts = line.split(maxsplit=5)
-                    if len(parts) == 6:
-                        consider(parts[5].strip())
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    consider(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            continue
-    return found
-
-
-class _FirstIteration(logging.Handler):
-    """Calls ``action`` when a ``sparkml_lloyd`` fit logs its first iteration."""
-
-    def __init__(self, action: Callable[[], None]) -> None:
-        super().__init__(logging.INFO)
-        self.action = action
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, "iteration", None) == 1:
-            self.action()
-
-
-@contextlib.contextmanager
-def _on_first_iteration(action: Callable[[], None]) -> Any:
-    logger = logging.getLogger("sparkml_lloyd")
-    level, propagate = logger.level, logger.propagate
-    if not logger.isEnabledFor(logging.INFO):  # nothing printed that would not have been
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    handler = _FirstIteration(action)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
-
-
-@dataclass
-class CacheProbe:
-    """Polls, while a call runs, (a) Spark's storage info for RDDs that were not cached when
-    the probe started and (b) host files mapped or opened by the Python workers (see
-    :func:`host_files`; a file once seen counts for as long as it exists); keeps the peak of
-    each and of their sum.
-
-    It calls into the JVM and scans ``/proc`` every ``interval`` seconds, so it is used only
-    around an untimed warm-up fit (or, with warm-up off, the first ``maxIter = m1`` fit).
-    A fit of ours can be shorter than one poll (1e5 rows take ~0.1 s), so it also polls once
-    when our fit logs its first iteration (the ``sparkml_lloyd`` logger, raised to INFO and
-    kept from propagating for the call if it was quieter): the blocks exist then.
-    """
-
-    sc: SparkContext
-    jvm_pid: int
-    interval: float = 0.05
-    peak_bytes: int = 0
-    peak_spark_bytes: int = 0
-    peak_host_file_bytes: int = 0
-    peak_rdds: list[CachedRdd] = field(default_factory=list)
-    peak_files: int = 0
-
-    def _poll_once(self, before: dict[int, CachedRdd], known: set[str]) -> None:
-        try:
-            now = cached_rdds(self.sc)
-        except Exception:
-            now = {}
-        new = [r for i, r in now.items() if i not in before]
-        spark_bytes = sum(r.bytes for r in new)
-        # A worker maps a file only while its task runs; the file lives on between tasks.
-        # So remember every file seen mapped, and count those that still exist.
-        known.update(host_files(descendants(self.jvm_pid)))
-        live = 0
-        count = 0
-        for path in list(known):
-            try:
-                live += os.stat(path).st_size
-                count += 1
-            except OSError:
-                known.discard(path)
-        if spark_bytes > self.peak_spark_bytes:
-            self.peak_spark_bytes, self.peak_rdds = spark_bytes, new
-        if live > self.peak_host_file_bytes:
-            self.peak_host_file_bytes, self.peak_files = live, count
-        self.peak_bytes = max(self.peak_bytes, spark_bytes + live)
-
-    def run(self, fn: Callable[[], T]) -> T:
-        before = cached_rdds(self.sc)
-        known: set[str] = set()
-        stop = threading.Event()
-        lock = threading.Lock()
-
-        def poll_once() -> None:
-            with lock:
-                self._poll_once(before, known)
-
-        def poll() -> None:
-            while True:
-                poll_once()
-                if stop.wait(self.interval):
-                    return
-
-        with _on_first_iteration(poll_once):
-            thread = threading.Thread(target=poll, name="cache-probe", daemon=True)
-            thread.start()
-            try:
-                return fn()
-            finally:
-                stop.set()
-                thread.join()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "peak_bytes": self.peak_bytes,
-            "peak_spark_storage_bytes": self.peak_spark_bytes,
-            "peak_host_file_bytes": self.peak_host_file_bytes,
-            "host_files": self.peak_files,
-            "spark_rdds": [r.name[:120] for r in self.peak_rdds],
-        }

@@ -204,7 +204,7 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     return {
         "schema": SCHEMA_VERSION,
         "created": max(rec.get("created", "") for _, rec in parts),
-        "command": "python benchmarks/run.py --report-only "
+        "command": "python -m benchmarks.run --report-only "
                    + " ".join(_display_path(p) for p, _ in parts),
         "smoke": first.get("smoke", False),
         "complete": all(rec.get("complete", False) for _, rec in parts),

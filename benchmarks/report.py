@@ -259,7 +259,8 @@ def _per_iteration_section(record: dict[str, Any], present: list[str]) -> list[s
         cpu = [
             "",
             "CPU seconds per iteration, same difference, of the whole process tree (Python "
-            "driver, driver JVM, Python workers; from `/proc`). Context for the wall times: "
+            "driver, driver JVM, Python workers; user + system time, the processes they "
+            "reaped included). Context for the wall times: "
             "it hardly depends on other load on the machine, but it is not what the targets "
             "judge (an implementation may use fewer cores for longer).",
             "",
@@ -269,29 +270,44 @@ def _per_iteration_section(record: dict[str, Any], present: list[str]) -> list[s
     return [*lines, *_table(header, rows), *notes, *cpu, ""]
 
 
+#: What follows the last iteration, as a time split records it: (key, column, meaning).
+#: Runs timed by the iteration callback start it at the last iteration's report; older runs
+#: timed the engine's log records, whose last one comes after the pass that measures the
+#: final centers.
+_AFTER_LAST: tuple[tuple[str, str, str], ...] = (
+    ("after_last_iteration", "after the last iteration s",
+     "*after the last iteration* from its report until `fit` returns (the pass that "
+     "measures the final centers, release, model and summary)"),
+    ("tail", "tail s",
+     "*tail* (runs that timed the engine's log records) from its last record, which follows "
+     "the pass that measures the final centers, until `fit` returns (release, model and "
+     "summary)"),
+)
+
+
 def _time_split_section(record: dict[str, Any]) -> list[str]:
+    splits = [(c, c["competitors"]["ours"]) for c in _cells(record)
+              if c.get("competitors", {}).get("ours", {}).get("time_split")]
+    after = [a for a in _AFTER_LAST if any(a[0] in o["time_split"] for _, o in splits)]
     rows = []
-    for c in _cells(record):
-        ours = c.get("competitors", {}).get("ours", {})
-        split = ours.get("time_split")
-        if not split:
-            continue
+    for c, ours in splits:
+        split = ours["time_split"]
         rows.append([_cell_name(c), _fmt_s(ours.get("median_t_m2")), _fmt_s(split["setup"]),
-                     _fmt_s(split["iteration"]), _fmt_s(split["tail"]),
+                     _fmt_s(split["iteration"]), *(_fmt_s(split.get(a[0])) for a in after),
                      _fmt_s(ours.get("per_iter"))])
     if not rows:
         return []
     return [
         "### Where our fit spends its time",
         "",
-        "From the times of the engine's own log records during the `maxIter=m2` fits "
-        "(medians): *set-up* until the first iteration's record (the pass that prepares the "
-        "blocks, initialisation, the first assignment pass), *per iteration* between "
-        "iteration records, *tail* after the last record until `fit` returns (release, "
-        "model and summary).",
+        "From the moments the fit reported its iterations during the `maxIter=m2` fits "
+        "(its iteration callback; in older runs its log records, at the same moments), "
+        "medians: *set-up* until the first iteration (the pass that prepares the blocks, "
+        "initialisation, the first assignment pass), *per iteration* between iterations, "
+        + "; ".join(a[2] for a in after) + ".",
         "",
-        *_table(["cell", "T(m2) s", "set-up s", "per iteration s (log)", "tail s",
-                 "per iteration s (difference)"], rows),
+        *_table(["cell", "T(m2) s", "set-up s", "per iteration s (reports)",
+                 *(a[1] for a in after), "per iteration s (difference)"], rows),
         "",
     ]
 
@@ -383,8 +399,17 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
         f"{_transform_calls(record)} interleaved calls per model after one first call per "
         "model, which is shown apart (ours builds Spark's model holding our centers there; "
         "the built-in's was built by its fit).",
-        "",
     ]
+    paths = any("ours_path" in c.get("transform", {}) for c in _cells(record))
+    if paths:
+        lines[-1] += (
+            " *Ours assigns with* is read from the plan of our transform: *Spark UDF + row "
+            "rule* is Spark's own assignment UDF (from Spark's `KMeansModel` holding our "
+            "centers) inside `CASE WHEN <row is valid> THEN UDF(features) ... END`, the row "
+            "rule checked on the vector's stored values and applied per `handleInvalid` "
+            "(shown; `\"error\"` is the default); *Arrow UDF* is our numpy kernel in an "
+            "Arrow UDF (large `k x d`).")
+    lines.append("")
     rows = []
     for c in _cells(record):
         t = c.get("transform")
@@ -397,24 +422,36 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
             "yes" if t["predictions_agree"] else "**NO**",
             f"{_spread(t['ours']['raw'])} / {_spread(t['builtin']['raw'])}",
             _first_calls(t),
+            *([_transform_path(t)] if paths else []),
         ])
     lines += _table(["cell", "ours s", "built-in s", "ours / built-in", "CPU ours / built-in",
                      "ours rows/s", "same prediction sum", "calls ours / built-in: min-max s",
-                     "first call ours / built-in s"], rows)
+                     "first call ours / built-in s",
+                     *(["ours assigns with"] if paths else [])], rows)
     return [*lines, ""]
 
 
+def _transform_path(t: dict[str, Any]) -> str:
+    """How our transform assigned (older records do not say)."""
+    path = {"jvm": "Spark UDF + row rule", "arrow": "Arrow UDF"}.get(t.get("ours_path", ""))
+    if path is None:
+        return "-"
+    return f"{path} (`handleInvalid=\"{t.get('ours_handle_invalid', '?')}\"`)"
+
+
 def _memory_section(record: dict[str, Any]) -> list[str]:
+    probed = ("an untimed warm-up fit" if record["settings"].get("warmup", True)
+              else "the first timed `maxIter=m1` fit (warm-up off)")
     lines = [
         "## Memory",
         "",
         "What each competitor holds besides the caller's cached DataFrame (*input cache*), "
-        "polled every 50 ms during an untimed warm-up fit: Spark's storage info for RDDs it "
+        f"polled every 50 ms during {probed}: Spark's storage info for RDDs it "
         "persisted (`memSize + diskSize`), plus host files (`/dev/shm`, temp dir) its Python "
         "workers map or open; *prepared* caches (MLlib's RDD of vectors) are included. "
         "*Copies* counts the input cache plus ours, in units of the raw `n*d*8` bytes, while "
         "our `fit` runs (ours is released when `fit` returns). Peaks are resident memory "
-        "sampled every 0.2 s from `/proc`: the driver JVM (also the executor in local mode), "
+        "sampled every 0.2 s: the driver JVM (also the executor in local mode), "
         "the Python driver (which holds scikit-learn's copy), and the sum over Python workers "
         "as PSS (pages shared between forked workers, or mapped from `/dev/shm`, are split "
         "between their users, so the sum is not inflated).",
@@ -544,20 +581,23 @@ def _environment_section(record: dict[str, Any], json_path: Path | None) -> list
 
 REPRODUCE = """## Reproduce
 
+From the root of a source checkout with the `dev` extra installed (`pip install -e ".[dev]"`);
+`sparkml-lloyd bench ARGS` runs the same command there.
+
 ```bash
 # the target cells, 3 interleaved rounds: about an hour on 2 cores; needs a quiet machine
-python benchmarks/run.py --grid default
+python -m benchmarks.run --grid default
 # the whole n x d x k grid where feasible: several hours
-python benchmarks/run.py --grid full
+python -m benchmarks.run --grid full
 # CI-sized check (1-2 minutes), into a scratch directory (what tests/test_benchmarks_smoke.py runs)
-python benchmarks/run.py --grid smoke --out-dir /tmp/bench --docs-dir /tmp/bench
+python -m benchmarks.run --grid smoke --out-dir /tmp/bench --docs-dir /tmp/bench
 # chosen cells, more rounds, a subset of competitors
-python benchmarks/run.py --cells "1e6,20,20;4e6,20,20" --repeats 5 --competitors ours,mllib
+python -m benchmarks.run --cells "1e6,20,20;4e6,20,20" --repeats 5 --competitors ours,mllib
 # rebuild this page and the plot from a stored result, without running anything
-python benchmarks/run.py --report-only benchmarks/results/<timestamp>.json
+python -m benchmarks.run --report-only benchmarks/results/<timestamp>.json
 # one page from several runs on one machine and settings (the full grid in pieces, or cells
 # measured again: a cell is shown from the newest run that has it)
-python benchmarks/run.py --report-only benchmarks/results/<a>.json benchmarks/results/<b>.json
+python -m benchmarks.run --report-only benchmarks/results/<a>.json benchmarks/results/<b>.json
 ```
 
 Data: Gaussian blobs drawn on the executors (`spark.range` + `mapInArrow`, a seeded numpy
@@ -573,7 +613,8 @@ k <= 20 (one filter pass per cluster: ~6 min per iteration at k = 100);
 in `--grid full`, the cells (4e6, 100, k): 3.2 GB raw, held about four times at once
 (DataFrame cache, MLlib's cached RDD, the competitor's own copy, worker copies), which does
 not fit a 12g driver heap on a 24 GiB machine. The code is in `benchmarks/` (`grid.py`,
-`datagen.py`, `competitors.py`, `measure.py`, `record.py`, `report.py`, `run.py`).
+`datagen.py`, `competitors.py`, `measure.py`, `storage.py`, `record.py`, `report.py`,
+`run.py`).
 """
 
 
@@ -591,7 +632,7 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
     if record.get("smoke"):
         flag = ("> **Smoke run.** Tiny data for CI: the timings below measure Spark's fixed "
                 "overheads, not the algorithms, and the performance targets are not judged. "
-                "Run `python benchmarks/run.py --grid default` for real figures.")
+                "Run `python -m benchmarks.run --grid default` for real figures.")
     else:
         s = record["settings"]
         cells = ", ".join(f"({c})" for c in s["cells"])
@@ -609,7 +650,7 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
         "`LloydKMeans` against Spark's built-in k-means (`pyspark.mllib` `KMeans.train`, "
         "`pyspark.ml` `KMeans` with the row and the block solver), scikit-learn's Lloyd on one "
         "machine, and the walkthrough's per-row RDD code, all in one run on the same cached "
-        "data. Generated by `benchmarks/run.py`; do not edit by hand.",
+        "data. Generated by `python -m benchmarks.run`; do not edit by hand.",
         "",
         flag,
         "",

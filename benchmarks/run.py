@@ -1,4 +1,5 @@
-"""Benchmark runner: ``python benchmarks/run.py [--grid smoke|default|full] [--repeats N] ...``.
+"""Benchmark runner: ``python -m benchmarks.run [--grid smoke|default|full] [--repeats N] ...``,
+from the root of a source checkout (``sparkml-lloyd bench`` runs the same command there).
 
 For every cell of the grid: generate the data on the executors, cache and count it; prepare
 every competitor (all untimed); one untimed warm-up fit per competitor, during which Spark's
@@ -30,10 +31,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __name__ == "__main__" and not __package__:  # ``python benchmarks/run.py``
+    print("benchmarks/run.py is a module of the benchmarks package: run it from the "
+          "checkout root as 'python -m benchmarks.run ...'", file=sys.stderr)
+    sys.exit(2)
 
 import numpy as np
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 import benchmarks
@@ -43,20 +47,20 @@ from benchmarks import record as R
 from benchmarks import report
 from benchmarks.datagen import generate
 from benchmarks.measure import (
-    CacheProbe,
     MemorySampler,
-    cached_rdds,
     driver_jvm_pid,
     keep_python_workers_warm,
     median,
-    new_cache_bytes,
     relative_difference,
 )
+from benchmarks.storage import CacheProbe, cached_rdds, new_cache_bytes
 
 #: Centers of ours and of a competitor started from the same C0 must agree to this
 #: (max |a - b| / max |b| over the k x d centers).
 CENTERS_RTOL = 1e-9
 DEFAULT_SEED = 42
+#: How the runner is invoked (from the checkout root): argparse's program name.
+PROG = "python -m benchmarks.run"
 
 
 def log(msg: str) -> None:
@@ -70,7 +74,7 @@ def log(msg: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="benchmarks/run.py",
+        prog=PROG,
         description="Benchmark LloydKMeans against Spark's KMeans (mllib, ml row, ml block), "
         "scikit-learn and the walkthrough's per-row code.",
     )
@@ -94,8 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated subset of {','.join(G.COMPETITORS)}")
     p.add_argument("--warmup", choices=("on", "off"),
                    help="one untimed fit per competitor before the timed rounds, which also "
-                   "probes cache sizes (default: on; off: the first timed maxIter=m1 fit "
-                   "is probed instead)")
+                   "probes cache sizes (grid default: on; smoke off; off: the first timed "
+                   "maxIter=m1 fit is probed instead)")
     p.add_argument("--max-nd", type=float, default=G.MAX_ND,
                    help="skip cells with n*d above this (default 1e8)")
     p.add_argument("--out-dir", type=Path, default=R.REPO_ROOT / "benchmarks" / "results",
@@ -141,7 +145,7 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
         driver_memory=driver_memory, seed=args.seed,
         competitors=[c for c in G.COMPETITORS if c in names], smoke=spec.smoke,
         max_nd=int(args.max_nd),
-        longer_runs=not spec.smoke and args.m2 is None,
+        longer_runs=not spec.smoke and args.m2 is None, transform_calls=spec.transform_calls,
     )
     settings.spark_conf = {
         "spark.driver.memory": driver_memory,
@@ -187,21 +191,34 @@ def _per_iteration(res: dict[str, Any]) -> None:
 
 
 def _time_split(traces: list[list[tuple[float, str]]]) -> dict[str, float | None]:
-    """Where ours spends a fit (medians over rounds), from the engine's log times: *setup*
-    until the first iteration's record (preparation pass, init, first assignment pass),
-    *iteration* between consecutive iteration records, *tail* from the last record until
-    ``fit`` returned (releasing the blocks, building the model and summary)."""
-    setup, per_iter, tail = [], [], []
+    """Where ours spends a fit (medians over rounds), from the times its iterations were
+    reported (the iteration callback): *setup* until the first iteration (preparation pass,
+    init, first assignment pass), *iteration* between consecutive iterations,
+    *after_last_iteration* from the last one until ``fit`` returned (the pass that measures
+    the final centers, releasing the blocks, building the model and summary).
+
+    Records of runs before the callback existed have *tail* instead, timed from the engine's
+    last log record ("finished ...", after that pass)."""
+    setup, per_iter, after = [], [], []
     for trace in traces:
         its = [t for t, msg in trace if msg.startswith("iteration")]
         if its:
             setup.append(its[0])
+            after.append(trace[-1][0] - its[-1])
             if len(its) > 1:
                 per_iter.append((its[-1] - its[0]) / (len(its) - 1))
-        logged = [t for t, msg in trace if msg != "returned"]
-        if logged:
-            tail.append(trace[-1][0] - logged[-1])
-    return {"setup": median(setup), "iteration": median(per_iter), "tail": median(tail)}
+    return {"setup": median(setup), "iteration": median(per_iter),
+            "after_last_iteration": median(after)}
+
+
+def _probed_fit(sc: SparkContext, jvm_pid: int, comp: C.Competitor,
+                m: int) -> tuple[C.FitOutcome, dict[str, Any]]:
+    """``comp.fit(m)`` under a :class:`CacheProbe`: the fit's outcome and what the competitor
+    cached meanwhile. Ours reports its first iteration to the probe (its iteration
+    callback), so even a fit shorter than one poll is seen with its blocks."""
+    probe = CacheProbe(sc, jvm_pid)
+    out = probe.run(lambda: comp.fit(m, on_iteration=probe.on_iteration))
+    return out, probe.to_json()
 
 
 def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
@@ -219,12 +236,10 @@ def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
         for comp in comps:
             sampler.set_phase(f"{cell.key}:{comp.name}")
             res = results[comp.name]
-            probe = CacheProbe(sc, sampler.jvm_pid)
             log(f"{cell.key}: warm-up {comp.name} (maxIter={res['m1']})")
             _quiesce(spark)
-            out = probe.run(lambda comp=comp, m=res["m1"]: comp.fit(m))
+            out, res["fit_cache"] = _probed_fit(sc, sampler.jvm_pid, comp, res["m1"])
             res["warmup_seconds"] = out.seconds
-            res["fit_cache"] = probe.to_json()
     for r in range(settings.repeats):
         shift = r % len(comps)
         for comp in comps[shift:] + comps[:shift]:
@@ -237,9 +252,7 @@ def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
                 _quiesce(spark)
                 if not settings.warmup and r == 0 and label == "m1":
                     # No warm-up: probe this (timed) fit; the polling costs a little time.
-                    probe = CacheProbe(sc, sampler.jvm_pid)
-                    out = probe.run(lambda comp=comp, m=m: comp.fit(m))
-                    res["fit_cache"] = probe.to_json()
+                    out, res["fit_cache"] = _probed_fit(sc, sampler.jvm_pid, comp, m)
                 else:
                     out = comp.fit(m)
                 res[f"t_{label}"].append(out.seconds)
@@ -343,7 +356,7 @@ def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
     first = {who: C.time_transform(models[who], df)[0] for who in ("builtin", "ours")}
     log(f"{cell.key}: first transform ours {first['ours']:.3f}s, "
         f"built-in {first['builtin']:.3f}s (not in the median)")
-    for r in range(settings.repeats * G.TRANSFORM_CALLS_PER_ROUND):
+    for r in range(settings.repeats * settings.transform_calls):
         for who in (("ours", "builtin") if r % 2 == 0 else ("builtin", "ours")):
             _quiesce(spark)
             seconds, cpu, total = C.time_transform(models[who], df)
@@ -363,9 +376,11 @@ def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
     tr["rows_per_second_ours"] = cell.n / tr["ours"]["seconds"]
     tr["rows_per_second_builtin"] = cell.n / tr["builtin"]["seconds"]
     tr["predictions_agree"] = sums["ours"] == sums["builtin"]
+    tr["ours_path"] = C.transform_path(models["ours"], df)
+    tr["ours_handle_invalid"] = models["ours"].getHandleInvalid()
     tr["method"] = ("model.transform(df).agg(F.sum('prediction')).collect(); same centers; "
                     f"one untimed first call each, then {settings.repeats} x "
-                    f"{G.TRANSFORM_CALLS_PER_ROUND} interleaved calls")
+                    f"{settings.transform_calls} interleaved calls")
     return {"default_fit": fit_out, "transform": tr}
 
 
@@ -506,7 +521,9 @@ def _memory(out: dict[str, Any], sampler: MemorySampler, cell: G.Cell) -> dict[s
 
 def _register_by_value() -> None:
     """Functions of this package run on the executors (data generation, the walkthrough's
-    closures); ship them by value, since the workers cannot import ``benchmarks``."""
+    closures); ship them by value. A Python worker imports ``benchmarks`` only where its
+    working directory is the checkout (in local mode, started from the checkout root, it
+    is; on a cluster's executors it is not). Functions of ``__main__`` go by value anyway."""
     from pyspark import cloudpickle
 
     cloudpickle.register_pickle_by_value(benchmarks)
@@ -561,14 +578,14 @@ def exit_status(record: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python benchmarks/run.py`` and ``sparkml-lloyd bench``."""
+    """Entry point of ``python -m benchmarks.run`` (and so of ``sparkml-lloyd bench``)."""
     args = parse_args(argv)
     if args.report_only:
         try:
             parts = [(path, R.read_json(path)) for path in args.report_only]
             record = parts[0][1] if len(parts) == 1 else R.merge(parts)
         except (OSError, ValueError) as e:
-            print(f"benchmarks/run.py: error: {e}", file=sys.stderr)
+            print(f"{PROG}: error: {e}", file=sys.stderr)
             return 2
         record["targets"] = report.evaluate_targets(record)
         md, png = report.write_report(record, args.docs_dir, args.report_only[0])
@@ -577,10 +594,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = build_settings(args)
     except ValueError as e:
-        print(f"benchmarks/run.py: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     out_path = args.out_dir / f"{R.timestamp()}.json"
-    command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = f"{PROG} " + " ".join(sys.argv[1:] if argv is None else argv)
     record = run(settings, out_path, command)
     md, png = report.write_report(record, args.docs_dir, out_path)
     log(f"wrote {out_path}, {md} and {png} in {record['total_seconds']:.0f}s")
@@ -591,8 +608,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     import warnings
 
-    # As the CLI (sparkml-lloyd bench): pandas 3 works (the oracle tests check the Arrow
-    # paths), pyspark still warns once per UDF it builds.
+    # pandas 3 works (the oracle tests check the Arrow paths); pyspark still warns once per
+    # UDF it builds.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
                             category=FutureWarning)
     sys.exit(main())

@@ -3,11 +3,16 @@
 Checks the harness, not the performance: every competitor is in the result, the centers of
 ours, MLlib, scikit-learn and the per-row walkthrough agree, and the page and plot are written
 into a scratch directory (the real docs/benchmarks.md is left alone).
+
+The runner is started as ``sparkml-lloyd bench`` starts it: ``python -m benchmarks.run`` in the
+checkout root, with no PYTHONPATH (Spark's Python workers get the package's functions by
+value).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +21,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPETITORS = {"ours", "mllib", "ml_row", "ml_block", "sklearn", "per_row"}
+RUNNER = [sys.executable, "-m", "benchmarks.run"]
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--grid", "smoke",
-         "--out-dir", str(out / "results"), "--docs-dir", str(out / "docs")],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200,
+        [*RUNNER, "--grid", "smoke", "--out-dir", str(out / "results"),
+         "--docs-dir", str(out / "docs")],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200,
     )
     results = sorted((out / "results").glob("*.json"))
     return proc, results, out
@@ -46,7 +53,16 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
         assert len(res["t_m1"]) == len(res["t_m2"]) == record["settings"]["repeats"]
     assert cell["default_fit"]["ours"]["seconds"] > 0
     assert cell["transform"]["predictions_agree"]
+    assert (cell["transform"]["ours_path"], cell["transform"]["ours_handle_invalid"]) == (
+        "jvm", "error")
     assert cell["leftover_cached_rdds"] == []
+    # ours reported every iteration (its callback): the time split has all three parts
+    ours = cell["competitors"]["ours"]
+    assert [msg for _, msg in ours["trace_m2"][0]] == [
+        *(f"iteration {i}" for i in range(1, ours["m2"] + 1)), "returned"]
+    assert all(v is not None and v >= 0 for v in ours["time_split"].values())
+    # the probed fit saw our blocks: one copy of the data in host files
+    assert cell["memory"]["ours_cache_host_file_bytes"] >= cell["raw_bytes"]
     assert {t["id"] for t in record["targets"]} >= {"centers_agree", "transform"}
 
 
@@ -65,6 +81,7 @@ def test_smoke_writes_page_and_plot(smoke_run):
     _, results, out = smoke_run
     page = (out / "docs" / "benchmarks.md").read_text()
     assert "Smoke run" in page and "## Targets" in page and results[0].name in page
+    assert "python -m benchmarks.run --grid smoke" in page  # the command, under Environment
     png = out / "docs" / "images" / "benchmarks.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -73,9 +90,8 @@ def test_smoke_writes_page_and_plot(smoke_run):
 def test_report_only_regenerates_the_page(smoke_run, tmp_path):
     _, results, out = smoke_run
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--report-only",
-         str(results[0]), "--docs-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [*RUNNER, "--report-only", str(results[0]), "--docs-dir", str(tmp_path)],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "benchmarks.md").read_text() == (out / "docs" / "benchmarks.md").read_text()
@@ -83,11 +99,14 @@ def test_report_only_regenerates_the_page(smoke_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
+def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys):
     """The full grid may be run in pieces: two results of different cells make one page
     listing both runs and every cell; a cell measured again is shown from the newer run and
     the older named; one run given twice, or runs whose settings differ, are refused with a
-    message naming the cause."""
+    message naming the cause. (The runner's ``main`` in this process: --report-only starts no
+    Spark.)"""
+    from benchmarks.run import main
+
     _, results, _ = smoke_run
     record = json.loads(results[0].read_text())
     other = json.loads(json.dumps(record))
@@ -96,22 +115,20 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
     second = tmp_path / "second.json"
     second.write_text(json.dumps(other))
 
-    def report(*paths):
-        return subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--report-only",
-             *map(str, paths), "--docs-dir", str(tmp_path / "docs")],
-            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    def report(*paths: Path) -> tuple[int, str]:
+        status = main(["--report-only", *map(str, paths), "--docs-dir", str(tmp_path / "docs")])
+        return status, capsys.readouterr().err
 
-    proc = report(results[0], second)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    status, err = report(results[0], second)
+    assert status == 0, err[-4000:]
     page = (tmp_path / "docs" / "benchmarks.md").read_text()
     assert "merged from 2 runs" in page and results[0].name in page and "second.json" in page
     assert "(2e4, 2, 3)" in page and "(3e4, 2, 3)" in page
     assert "2 or 1 round(s)" in page  # the smoke page states rounds under Environment
     assert "code between the runs' commits: identical" in page
 
-    proc = report(results[0], results[0])
-    assert proc.returncode == 2 and "are the same run" in proc.stderr
+    status, err = report(results[0], results[0])
+    assert status == 2 and "are the same run" in err
     # a cell measured again: the newer run's figures are shown, the older is named
     from benchmarks import record as R
 
@@ -128,8 +145,8 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path):
     assert "measured again in a newer run, shown from it: (2e4,2,3)" in B.render_markdown(merged)
     other["settings"]["seed"] += 1
     second.write_text(json.dumps(other))
-    proc = report(results[0], second)
-    assert proc.returncode == 2 and "differ in setting 'seed'" in proc.stderr
+    status, err = report(results[0], second)
+    assert status == 2 and "differ in setting 'seed'" in err
 
 
 def test_cheap_cells_run_more_iterations_unless_m2_is_given():
@@ -148,33 +165,34 @@ def test_cheap_cells_run_more_iterations_unless_m2_is_given():
 
 def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     """A fit of ours at 1e4 rows ends long before a 100 s poll interval comes round: the
-    probe still finds its block files (n x d x 8 bytes), by polling when the fit logs its
-    first iteration; and the logger is left as it was. (Only our block files are counted
-    here: earlier tests leave the workers other temp files open.)"""
-    import logging
+    probe still finds its block files (n x d x 8 bytes), by polling when the fit reports its
+    first iteration (the probe's iteration callback); outside a probed call the callback does
+    nothing. (Only our block files are counted here: earlier tests leave the workers other
+    temp files open.)"""
     import os
 
     import numpy as np
 
-    from benchmarks import measure
-    from benchmarks.measure import CacheProbe, driver_jvm_pid
-    from sparkml_lloyd import LloydKMeans
+    from benchmarks import storage
+    from benchmarks.measure import driver_jvm_pid
+    from benchmarks.storage import CacheProbe
+    from sparkml_lloyd import IterationRecord, LloydKMeans
     from sparkml_lloyd._blockstore import PREFIX
     from tests.helpers import make_df
 
-    every_file = measure.host_files
-    monkeypatch.setattr(measure, "host_files", lambda pids: {
-        path: size for path, size in every_file(pids).items()
+    every_file = storage.host_files
+    monkeypatch.setattr(storage, "host_files", lambda procs: {
+        path: size for path, size in every_file(procs).items()
         if os.path.basename(path).startswith(PREFIX)})
 
     X = np.random.default_rng(3).normal(size=(10_000, 2))
     df = make_df(spark, X)
-    logger = logging.getLogger("sparkml_lloyd")
-    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
     probe = CacheProbe(spark.sparkContext, driver_jvm_pid(spark.sparkContext), interval=100.0)
-    probe.run(lambda: LloydKMeans(k=3, maxIter=2, initMode="random").fit(df))
+    probe.on_iteration(IterationRecord(1, 0.0, 0.0, [1], 0.0), np.zeros((1, 2)))  # not running
+    assert probe.to_json()["peak_bytes"] == 0
+    estimator = LloydKMeans(k=3, maxIter=2, initMode="random")
+    probe.run(lambda: estimator.setIterationCallback(probe.on_iteration).fit(df))
     assert probe.peak_host_file_bytes == X.nbytes, probe.to_json()
-    assert (logger.level, logger.propagate, logger.handlers) == (level, propagate, handlers)
 
 
 def test_the_per_row_floor_runs_only_where_it_finishes_in_minutes():
@@ -185,3 +203,11 @@ def test_the_per_row_floor_runs_only_where_it_finishes_in_minutes():
     assert [G.competitor_skip_reason("per_row", c) for c in runs] == [None] * 3
     assert all("k <= 20" in G.competitor_skip_reason("per_row", c) for c in skipped)
     assert G.competitor_skip_reason("ours", G.Cell(10**5, 2, 100)) is None
+
+
+def test_the_runner_is_a_module_not_a_script():
+    """``python benchmarks/run.py`` stops at once and says how to run it."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--help"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "run it from the checkout root as 'python -m benchmarks.run" in proc.stderr
