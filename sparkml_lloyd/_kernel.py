@@ -90,9 +90,35 @@ def unit_centers(centers: np.ndarray, distance: str) -> np.ndarray:
     return normalize_rows(centers) if distance == COSINE else centers
 
 
+class Prepared:
+    """Centers with what every block of a pass needs from them, computed once a pass:
+    squared norms, ``-2 c`` and (for CSR blocks) its transpose as a C-contiguous ``d x k``
+    array, which a sparse-dense product needs (scipy would otherwise copy it per chunk)."""
+
+    __slots__ = ("_minus_2c_t", "centers", "minus_2c", "sq")
+
+    def __init__(self, centers: Rows, sq: np.ndarray | None = None) -> None:
+        self.centers = centers
+        self.sq = row_norms_sq(centers) if sq is None else sq
+        self.minus_2c = -2.0 * centers  # a power of two: exact, same bits as -2 (x.c)
+        self._minus_2c_t: Any = None
+
+    @property
+    def minus_2c_t(self) -> Any:
+        if self._minus_2c_t is None:
+            t = self.minus_2c.T
+            self._minus_2c_t = t if sp.issparse(t) else np.ascontiguousarray(t)
+        return self._minus_2c_t
+
+
+def prepare(centers: Rows | Prepared) -> Prepared:
+    """The centers of a pass, prepared once (see :class:`Prepared`)."""
+    return centers if isinstance(centers, Prepared) else Prepared(centers)
+
+
 def nearest(
-    x: np.ndarray,
-    centers: np.ndarray,
+    x: Rows,
+    centers: Rows | Prepared,
     distance: str = EUCLIDEAN,
     centers_sq: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -104,18 +130,17 @@ def nearest(
     are a ``k x rows`` matrix, so each center's scores are contiguous and the minimum is a
     running elementwise minimum over the centers (faster than ``argmin`` along short rows).
     """
+    p = centers if isinstance(centers, Prepared) else Prepared(centers, centers_sq)
     n = x.shape[0]
-    k = centers.shape[0]
-    if centers_sq is None:
-        centers_sq = row_norms_sq(centers)
+    k = p.centers.shape[0]
+    centers_sq, minus_2c = p.sq, p.minus_2c
     labels = np.empty(n, dtype=np.int32)
     dist = np.empty(n, dtype=np.float64)
-    minus_2c = -2.0 * centers  # scaling by a power of two is exact: same bits as -2 (x.c)
     csq = centers_sq[:, None]
     for start in range(0, n, CHUNK_ROWS):
         xc = x[start : start + CHUNK_ROWS]
         if sp.issparse(xc):  # (rows, k) from the sparse product; argmin along the rows
-            score = _dense(xc @ minus_2c.T)
+            score = _dense(xc @ p.minus_2c_t)
             score += centers_sq
             lab = np.argmin(score, axis=1).astype(np.int32)  # the first of equal minima
             best = score[np.arange(xc.shape[0]), lab]
@@ -172,9 +197,9 @@ def _add_chunk_sums(
 
 
 def block_stats(
-    x: np.ndarray,
+    x: Rows,
     weights: np.ndarray | None,
-    centers: np.ndarray,
+    centers: Rows | Prepared,
     distance: str = EUCLIDEAN,
 ) -> BlockStats:
     """Assign every row of one block and return the block's partial statistics.
@@ -186,10 +211,10 @@ def block_stats(
     check this bit for bit against that two-sweep reference).
     """
     n, d = x.shape
-    k = centers.shape[0]
-    centers_sq = row_norms_sq(centers)
+    p = prepare(centers)
+    k = p.centers.shape[0]
     if sp.issparse(x):  # assign, then one sparse product: the sums are a CSR k x d matrix
-        labels, dist = nearest(x, centers, distance, centers_sq)
+        labels, dist = nearest(x, p, distance)
         w = np.ones(n) if weights is None else weights
         onehot = sp.csr_array((w, (labels, np.arange(n))), shape=(k, n))
         sums: Rows = onehot @ x
@@ -200,7 +225,7 @@ def block_stats(
     for start in range(0, n, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, n)
         xc = x[start:stop]
-        lab, dc = nearest(xc, centers, distance, centers_sq)
+        lab, dc = nearest(xc, p, distance)
         labels[start:stop] = lab
         dist[start:stop] = dc
         _add_chunk_sums(sums, xc, lab, None if weights is None else weights[start:stop])
@@ -232,6 +257,8 @@ def merge_stats(parts: list[BlockStats] | tuple[BlockStats, ...], k: int, d: int
         sums: Rows = sp.csr_array((k, d))
         for p in parts:
             sums = sums + p.sums
+        if sums.nnz > k * d // 2:  # mostly filled: 8 bytes an entry beat 12 a non-zero
+            sums = sums.toarray()
     else:
         sums = np.zeros((k, d))
         for p in parts:

@@ -30,7 +30,8 @@ def stats_pass(
     next pass reads (a partition larger than the cache, read in the same order every time,
     would find none of its blocks there). The parts are merged in block order either way:
     same bits in both directions."""
-    parts = [K.block_stats(x, w, centers, distance)
+    prepared = K.prepare(centers)
+    parts = [K.block_stats(x, w, prepared, distance)
              for x, w in (blocks[::-1] if backwards else blocks)]
     if backwards:
         parts.reverse()
@@ -40,8 +41,9 @@ def stats_pass(
 def cost_pass(blocks: list[Block], centers: np.ndarray, distance: str) -> float:
     """The partition's (weighted) cost at ``centers``."""
     total = 0.0
+    prepared = K.prepare(centers)
     for x, w in blocks:
-        _, dist = K.nearest(x, centers, distance)
+        _, dist = K.nearest(x, prepared, distance)
         total += float(dist.sum() if w is None else dist @ w)
     return total
 
@@ -52,8 +54,9 @@ def sample_pass(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """k-means|| step: keep each row with probability min(1, factor * w * cost)."""
     out = []
+    prepared = K.prepare(centers)
     for x, w in blocks:
-        _, dist = K.nearest(x, centers, distance)
+        _, dist = K.nearest(x, prepared, distance)
         p = dist * factor if w is None else dist * w * factor
         keys = S.row_keys(x, seed, stream)
         keep = keys < p
@@ -67,8 +70,9 @@ def topup_pass(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Rows not equal to any current center (distance > 0, weight > 0), lowest keys first."""
     out = []
+    prepared = K.prepare(centers)
     for x, w in blocks:
-        _, dist = K.nearest(x, centers, distance)
+        _, dist = K.nearest(x, prepared, distance)
         far = dist > 0 if w is None else (dist > 0) & (w > 0)
         if far.any():
             xs = x[far]

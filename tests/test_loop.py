@@ -61,7 +61,7 @@ def test_a_wrong_token_is_refused_before_anything_is_unpickled(coordinator, monk
     unpickled: list[bytes] = []
     real_loads = pickle.loads
     monkeypatch.setattr(_loop.pickle, "loads",
-                        lambda b: unpickled.append(b) or real_loads(b))
+                        lambda b, **kw: unpickled.append(b) or real_loads(b, **kw))
     intruder = socket.create_connection(coordinator.address)
     intruder.sendall(b"x" * 32 + _loop._HELLO.pack(0, 0) + b"\x00" * 64)
     tasks = [start_task(coordinator, i, lambda c: 1) for i in range(3)]

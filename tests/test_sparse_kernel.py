@@ -44,7 +44,12 @@ def test_block_stats_on_csr_equal_those_on_the_dense_rows(monkeypatch, distance,
 
 
 def test_merged_sparse_sums_equal_the_dense_merge():
-    x = sparse_rows(n=300)
+    """A partition's merged sums stay sparse while mostly empty, and become dense k x d when
+    most entries are filled (then 8 bytes an entry beat 12 a non-zero)."""
+    full = sparse_rows(n=2000, d=20, nnz=5)
+    filled = K.merge_stats([K.block_stats(full, None, full[:3].toarray())], 3, 20, dense=False)
+    assert isinstance(filled.sums, np.ndarray)
+    x = sparse_rows(n=300, d=3000)
     centers = x[:5].toarray()
     parts = [K.block_stats(x[a:b], None, centers) for a, b in [(0, 100), (100, 180), (180, 300)]]
     dense_parts = [K.block_stats(x[a:b].toarray(), None, centers)
