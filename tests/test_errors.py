@@ -20,6 +20,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -143,6 +144,15 @@ def _assembled_3(i: Inputs) -> DataFrame:
     return VectorAssembler(inputCols=["a", "b", "c"], outputCol="features").transform(raw)
 
 
+def _hashed_2_30(i: Inputs) -> DataFrame:
+    """Two documents hashed into 2^30 features (HashingTF records the size)."""
+    from pyspark.ml.feature import HashingTF, Tokenizer
+
+    docs = i.spark.createDataFrame([("a b",), ("b c",)], ["text"])
+    words = Tokenizer(inputCol="text", outputCol="words").transform(docs)
+    return HashingTF(inputCol="words", outputCol="features", numFeatures=2**30).transform(words)
+
+
 CASES: list[Case] = [
     # -- the columns (checked from the schema; no Spark job) --------------------------------
     Case("features column missing", "fit", ValueError,
@@ -235,6 +245,10 @@ CASES: list[Case] = [
          _fit(LloydKMeans(weightCol="weight"), lambda i: i.vectors(GOOD, [0.0] * 4)),
          ("weightCol='weight'", "zero for every row", "at least one weight must be > 0"),
          PREP_JOBS),
+    Case("centers too large for memory", "fit", ValueError,
+         _fit(LloydKMeans(k=50), _hashed_2_30),
+         ("k=50 centers of 1073741824 features take 400.0 GiB", "on the driver",
+          "fewer features", "smaller k", "more memory")),
     Case("fewer distinct points than k", "fit", ValueError,
          _fit(LloydKMeans(k=3, seed=1), lambda i: i.vectors([[1.0, 1.0]] * 3 + [[2.0, 2.0]])),
          ("only 2 distinct points", "k=3", "Lower k to at most 2"), None),
@@ -315,7 +329,8 @@ def inputs(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Inp
 
 
 def _message(exc: BaseException, root: Path) -> str:
-    """The message a user reads, with the scratch folder shown as ``<dir>``.
+    """The message a user reads, with the scratch folder shown as ``<dir>`` and the memory
+    this machine has free as ``<size>``.
 
     For an error raised inside a query that is its first line, not the JVM stack trace a
     PySparkException may carry.
@@ -323,6 +338,9 @@ def _message(exc: BaseException, root: Path) -> str:
     text = str(exc)
     if isinstance(exc, PySparkException):
         text = text.strip().splitlines()[0]
+    # what this machine has free right now: <size> in the doc
+    text = re.sub(r"[\d.]+ (?:bytes|KiB|MiB|GiB|TiB)(?= it can use there| available\))",
+                  "<size>", text)
     return text.replace(str(root), "<dir>")
 
 
