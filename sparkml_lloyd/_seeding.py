@@ -120,10 +120,9 @@ def distinct_rows(x: Rows, keys: np.ndarray) -> tuple[Rows, np.ndarray]:
 
 
 def unique_rows(x: Rows) -> Rows:
-    """The distinct rows in a fixed order that depends on their values only (sorted), so a set
-    gathered from partitions is the same whatever the partitioning."""
-    if not sp.issparse(x):
-        return np.unique(x, axis=0)
+    """The distinct rows in an order fixed by their values only (sorted by their identity
+    bytes, dense or sparse alike), so a set gathered from partitions is the same whatever the
+    partitioning and however its blocks were stored."""
     found = dict(zip(_row_identity(x), range(x.shape[0]), strict=True))
     return x[[found[key] for key in sorted(found)]]
 

@@ -99,8 +99,10 @@ def test_sets_of_rows_do_not_depend_on_how_they_are_stored():
     np.testing.assert_array_equal(k_d, [0.1, 0.2, 0.3])  # row 0 repeats row 2 (key 0.2 first)
     np.testing.assert_array_equal(k_s, k_d)
     np.testing.assert_array_equal(x_s.toarray(), x_d)
-    np.testing.assert_array_equal(S.unique_rows(sp.csr_array(dense)).toarray(),
-                                  S.to_dense(S.unique_rows(sp.csr_array(dense[::-1]))))
+    unique = S.unique_rows(sp.csr_array(dense)).toarray()
+    assert unique.shape == (3, 3)
+    np.testing.assert_array_equal(unique, S.to_dense(S.unique_rows(sp.csr_array(dense[::-1]))))
+    np.testing.assert_array_equal(unique, S.unique_rows(dense[::-1]))  # dense: the same order
     mixed = S.stack_rows([dense[:2], sp.csr_array(dense[2:])])
     assert sp.issparse(mixed) and mixed.nnz == 5
     np.testing.assert_array_equal(mixed.toarray(), dense)
