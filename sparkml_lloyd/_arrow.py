@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 import scipy.sparse as sp
 
 from sparkml_lloyd import _rows
@@ -45,6 +46,22 @@ def _children(arr: pa.ListArray) -> tuple[np.ndarray, pa.Array]:
 
 def _combined(arr: pa.Array | pa.ChunkedArray | None) -> pa.Array | None:
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def read_columns(
+    columns: dict[str, pa.Array | pa.ChunkedArray], d: int | None, cosine: bool,
+) -> tuple[Rows, np.ndarray, set[int]]:
+    """:func:`read_rows` on the columns of :func:`sparkml_lloyd._schema.feature_columns` by
+    name: ``f`` (with ``i`` and ``s``), or ``v``, a vector's raw storage struct (``type``,
+    ``size``, ``indices``, ``values``: what Spark hands over for a vector column itself)."""
+    if "v" not in columns:
+        return read_rows(columns["f"], d, cosine, columns.get("i"), columns.get("s"))
+    struct = _combined(columns["v"])
+    values = struct.field("values")
+    if struct.null_count:  # a null vector: null values, whatever the struct's children hold
+        values = pa.compute.if_else(struct.is_null(), pa.nulls(len(struct), values.type),
+                                    values)
+    return read_rows(values, d, cosine, struct.field("indices"), struct.field("size"))
 
 
 def read_rows(

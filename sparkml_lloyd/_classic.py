@@ -26,7 +26,8 @@ from pyspark.sql import functions as F
 from sparkml_lloyd import _blockstore as blockstore
 from sparkml_lloyd import _fit, _memory, _prepare, _schema
 from sparkml_lloyd import _kernel as K
-from sparkml_lloyd._transport import BlockSource, Passes, open_passes
+from sparkml_lloyd._fit import Passes
+from sparkml_lloyd._transport import BlockSource, open_passes
 
 logger = logging.getLogger("sparkml_lloyd")
 
@@ -93,23 +94,6 @@ def task_slots(sc: Any) -> int:
     return max(1, sc.defaultParallelism // task_cpus)
 
 
-def _plan(cfg: _fit.FitConfig, d: int, partitions: int,
-          found: _prepare.Findings | None) -> _memory.Plan:
-    """The fit's sizes; before the preparation pass (``found`` None) the least it will hold:
-    sparse rows. Dense blocks send ``k x d`` partial sums and make the k-means|| candidates
-    (about 2k a round, plus one) dense too; CSR blocks send sparse sums, at most as many
-    entries as they hold."""
-    centers = cfg.k * d * 8
-    dense = found is not None and found.dense_blocks > 0
-    sparse_bytes = sum(found.hosts.blocks.values()) if found is not None else 0
-    results = partitions * centers if dense else min(partitions * centers, sparse_bytes)
-    candidates = (2 * cfg.k * cfg.init_steps + 1
-                  if dense and cfg.initial_centers is None and cfg.init_mode == "k-means||"
-                  else 0)
-    return _memory.Plan(k=cfg.k, d=d, candidates=candidates, chunk_rows=K.CHUNK_ROWS,
-                        results=results)
-
-
 def _check_memory(sc: Any, plan: _memory.Plan, hosts: _memory.Hosts | None) -> None:
     """:func:`sparkml_lloyd._memory.check` with the driver's and its JVM's figures."""
     try:
@@ -124,7 +108,7 @@ def _check_memory(sc: Any, plan: _memory.Plan, hosts: _memory.Hosts | None) -> N
 def fit(df: DataFrame, cfg: _fit.FitConfig,
         on_iteration: _fit.IterationCallback | None = None) -> _fit.FitResult:
     """Lloyd's k-means over ``df`` on classic Spark; see the module docstring."""
-    cols = _schema.feature_columns(df, cfg.features_col)
+    cols = list(_schema.feature_columns(df, cfg.features_col).values())
     if cfg.weight_col:
         _schema.check_weight_column(df, cfg.weight_col)
         cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
@@ -137,14 +121,14 @@ def fit(df: DataFrame, cfg: _fit.FitConfig,
     known_d = (cfg.initial_centers.shape[1] if cfg.initial_centers is not None
                else _schema.declared_length(df, cfg.features_col))
     if known_d is not None:  # the driver's share, before any job
-        _check_memory(sc, _plan(cfg, known_d, partitions, None), None)
+        _check_memory(sc, _fit.memory_plan(cfg, known_d, partitions, None), None)
     data = Blocks(source, has_weight=bool(cfg.weight_col), cosine=cfg.distance == K.COSINE,
                   seed=cfg.seed, sample_size=cfg.k)
     passes: Passes | None = None
     try:
         found = data.findings()
         _fit.check_data(found, cfg)
-        plan = _plan(cfg, next(iter(found.lengths)), partitions, found)
+        plan = _fit.memory_plan(cfg, next(iter(found.lengths)), partitions, found)
         _check_memory(sc, plan, found.hosts)
         passes = open_passes(data.source, df.sparkSession.conf.get)
         return _fit.run(passes, found, cfg, on_iteration)

@@ -13,20 +13,31 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from sparkml_lloyd import _kernel as K
-from sparkml_lloyd import _passes
+from sparkml_lloyd import _memory, _passes
 from sparkml_lloyd import _seeding as S
 from sparkml_lloyd._prepare import Findings, raise_for_data
 from sparkml_lloyd._summary import IterationRecord
-from sparkml_lloyd._transport import Passes
 
 logger = logging.getLogger("sparkml_lloyd")
 
 #: What a live observer of a fit gets after every iteration: the record and the new centers.
 IterationCallback = Callable[[IterationRecord, np.ndarray], None]
+
+
+class Passes(Protocol):
+    """What the driver needs of a transport: run a pass function of
+    :mod:`sparkml_lloyd._passes` over every partition's blocks."""
+
+    def run(self, fn: Callable[..., Any], centers: Any, **kwargs: Any) -> list[Any]:
+        """``fn(blocks, centers, **kwargs)`` on every partition; results in partition order."""
+
+    def close(self) -> None:
+        """Release what the transport holds (idempotent)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,23 @@ def check_data(found: Findings, cfg: FitConfig) -> None:
             f"featuresCol={cfg.features_col!r} have {d} features; give centers of {d} "
             "numbers each."
         )
+
+
+def memory_plan(cfg: FitConfig, d: int, partitions: int,
+                found: Findings | None) -> _memory.Plan:
+    """The fit's sizes; before the preparation pass (``found`` None) the least it will hold:
+    sparse rows. Dense blocks send ``k x d`` partial sums and make the k-means|| candidates
+    (about 2k a round, plus one) dense too; CSR blocks send sparse sums, at most as many
+    entries as they hold."""
+    centers = cfg.k * d * 8
+    dense = found is not None and found.dense_blocks > 0
+    sparse_bytes = sum(found.hosts.blocks.values()) if found is not None else 0
+    results = partitions * centers if dense else min(partitions * centers, sparse_bytes)
+    candidates = (2 * cfg.k * cfg.init_steps + 1
+                  if dense and cfg.initial_centers is None and cfg.init_mode == "k-means||"
+                  else 0)
+    return _memory.Plan(k=cfg.k, d=d, candidates=candidates, chunk_rows=K.CHUNK_ROWS,
+                        results=results)
 
 
 def run(passes: Passes, found: Findings, cfg: FitConfig,

@@ -40,6 +40,8 @@ class StageNotFoundError(FileNotFoundError, ValueError):
 class _FileSystem:
     """The Hadoop FileSystem behind a path (local, HDFS, S3 ...), through the JVM."""
 
+    can_rename = True
+
     def __init__(self, spark: SparkSession, path: str) -> None:
         jvm = spark.sparkContext._jvm
         self._Path = jvm.org.apache.hadoop.fs.Path
@@ -67,6 +69,45 @@ class _FileSystem:
             return []
         found = sorted((s.getModificationTime(), s.getPath().getName()) for s in statuses or [])
         return [posixpath.join(head, name) for _, name in found]
+
+
+class _RemoteFileSystem:
+    """The server's file system as a Spark Connect client reaches it: Spark's own ML helper on
+    the server (``ConnectHelper.handleOverwrite``, what Spark's stages use to save) tells
+    whether a path exists and deletes it; nothing renames, so a save there cannot be atomic
+    (see :meth:`AtomicWriter.save`)."""
+
+    can_rename = False
+
+    @staticmethod
+    def _handle_overwrite(path: str, overwrite: bool) -> None:
+        from pyspark.ml.util import ML_CONNECT_HELPER_ID
+        from pyspark.ml.wrapper import JavaWrapper
+
+        JavaWrapper(java_obj=ML_CONNECT_HELPER_ID)._call_java("handleOverwrite", path, overwrite)
+
+    def exists(self, path: str) -> bool:
+        try:
+            self._handle_overwrite(path, False)
+        except Exception as exc:  # the server's IOException: "Path ... already exists"
+            if "already exists" in str(exc):
+                return True
+            raise
+        return False
+
+    def delete(self, path: str) -> None:
+        self._handle_overwrite(path, True)
+
+    def siblings(self, path: str, tag: str) -> list[str]:
+        return []
+
+
+def _filesystem(spark: SparkSession, path: str) -> Any:
+    """The file system behind ``path``: through the JVM in classic Spark, through Spark's ML
+    helper on the server under Spark Connect."""
+    from sparkml_lloyd import _catalyst
+
+    return _FileSystem(spark, path) if _catalyst.available() else _RemoteFileSystem()
 
 
 #: Characters a Hadoop glob pattern treats specially (escaped with a backslash).
@@ -109,22 +150,33 @@ class AtomicWriter(MLWriter):
         self._extra_metadata = extra_metadata
 
     def saveImpl(self, path: str) -> None:
-        extra = self._extra_metadata(self.instance) if self._extra_metadata else None
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extra)
+        """The data (models only), then the metadata: a folder without its metadata is not a
+        stage, so whatever an interrupted save leaves does not load."""
         if self._write_data is not None:
             self._write_data(self.instance, posixpath.join(path, "data"), self.sparkSession)
+        extra = self._extra_metadata(self.instance) if self._extra_metadata else None
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extra)
 
     def save(self, path: str) -> None:
-        """Save to ``path``; an existing ``path`` needs ``overwrite()`` and is replaced whole."""
+        """Save to ``path``; an existing ``path`` needs ``overwrite()`` and is replaced whole.
+
+        Under Spark Connect nothing can rename on the server: the old folder is deleted
+        first and the new one written in place (data, then metadata), as Spark's own stages
+        do there."""
         if not isinstance(path, str):
             raise TypeError(f"path must be a string, got {type(path).__name__}.")
-        fs = _FileSystem(self.sparkSession, path)
+        fs = _filesystem(self.sparkSession, path)
         exists = fs.exists(path)
         if exists and not self.shouldOverwrite:
             raise PathExistsError(
                 f"Path {path!r} already exists; nothing was written. Use "
                 "write().overwrite().save(path) to replace it."
             )
+        if not fs.can_rename:
+            if exists:
+                fs.delete(path)
+            self.saveImpl(path)
+            return
         tmp = _sibling(path, "saving")
         try:
             self.saveImpl(tmp)
@@ -163,7 +215,7 @@ class CheckedReader(MLReader[S], Generic[S]):
             raise TypeError(f"path must be a string, got {type(path).__name__}.")
         spark = self.sparkSession
         name = self.cls.__name__
-        fs = _FileSystem(spark, path)
+        fs = _filesystem(spark, path)
         if not fs.exists(path):
             raise StageNotFoundError(_missing(name, path, fs.siblings(path, "replaced")))
         if not fs.exists(posixpath.join(path, "metadata")):
@@ -243,3 +295,28 @@ def read_centers(path: str, spark: SparkSession, metadata: dict[str, Any],
             "model is inconsistent. Save it again."
         )
     return np.array([r.clusterCenter.toArray() for r in rows])
+
+
+def spark_kmeans_model_via_save(spark: SparkSession, centers: np.ndarray,
+                                params: dict[str, Any], uid: str) -> Any:
+    """Spark's own ``KMeansModel`` with these centers where no JVM is at hand (Spark
+    Connect): the centers are written in that model's saved layout (metadata naming its JVM
+    class, the same ``data`` Parquet as ours) to a scratch folder of the server's default file
+    system, loaded by Spark's own reader, and the folder deleted."""
+    import json
+    import time
+
+    from pyspark.ml.clustering import KMeansModel
+
+    path = f"sparkml_lloyd-spark-model-{uuid.uuid4().hex}"
+    fs = _filesystem(spark, path)
+    metadata = {"class": "org.apache.spark.ml.clustering.KMeansModel",
+                "timestamp": int(time.time() * 1000), "sparkVersion": spark.version,
+                "uid": uid, "paramMap": params, "defaultParamMap": {}}
+    try:
+        write_centers(centers, posixpath.join(path, "data"), spark)
+        spark.createDataFrame([(json.dumps(metadata),)], ["value"]).coalesce(1).write.text(
+            posixpath.join(path, "metadata"))
+        return KMeansModel.load(path)
+    finally:
+        fs.delete(path)

@@ -39,14 +39,14 @@ def predict_one(value: Vector | Any, centers: np.ndarray, distance: str,
     return int(labels[0])
 
 
-def predict_arrow(columns: list[pa.Array], centers: np.ndarray, distance: str,
+def predict_arrow(columns: dict[str, pa.Array], centers: np.ndarray, distance: str,
                   handle_invalid: str, features_col: str) -> pa.Array:
     """Cluster index (int32) for every row of the Arrow columns of
-    :func:`sparkml_lloyd._schema.feature_columns` (``[f]`` or ``[f, i, s]``); an invalid row
-    raises under ``"error"`` and is null otherwise. ``centers`` as
+    :func:`sparkml_lloyd._schema.feature_columns`, by name; an invalid row raises under
+    ``"error"`` and is null otherwise. ``centers`` as
     :func:`sparkml_lloyd._kernel.unit_centers` gives them."""
     d = centers.shape[1]
-    x, verdict, _ = _arrow.read_rows(columns[0], d, distance == K.COSINE, *columns[1:])
+    x, verdict, _ = _arrow.read_columns(columns, d, distance == K.COSINE)
     problem = _rows.first_problem(verdict)
     if problem is not None and handle_invalid == _rows.ERROR:
         raise ValueError(_rows.message(problem, features_col, d))
@@ -72,12 +72,14 @@ def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray, dis
     from pyspark.sql.functions import arrow_udf
 
     features = _schema.feature_columns(df, features_col)
+    names = list(features)
     centers = K.unit_centers(centers, distance)
 
     def predict(*columns: pa.Array) -> pa.Array:  # captures plain values only
-        return predict_arrow(list(columns), centers, distance, handle_invalid, features_col)
+        return predict_arrow(dict(zip(names, columns, strict=True)), centers, distance,
+                             handle_invalid, features_col)
 
     udf = arrow_udf(predict, T.IntegerType())
     if handle_invalid == _rows.SKIP:
         udf = udf.asNondeterministic()
-    return udf(*features)
+    return udf(*features.values())

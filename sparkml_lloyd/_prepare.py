@@ -80,10 +80,8 @@ def read_block(
 ) -> tuple[K.Rows, np.ndarray | None, Findings]:
     """The valid rows of one batch group as a block ``(x, w)`` (dense or CSR; cosine: unit
     rows), and the findings. Invalid rows are left out of the block and counted."""
-    names = table.column_names
-    x, verdict, lengths = _arrow.read_rows(
-        table.column("f"), None, cosine, indices=table.column("i") if "i" in names else None,
-        sizes=table.column("s") if "s" in names else None)
+    features = {name: table.column(name) for name in table.column_names if name != "w"}
+    x, verdict, lengths = _arrow.read_columns(features, None, cosine)
     found = Findings(invalid=_rows.counts(verdict), lengths=lengths, rows=x.shape[0])
     w = None
     if has_weight:
@@ -99,6 +97,45 @@ def read_block(
     if cosine and x.shape[0]:
         x = K.normalize_rows(x)
     return x, w, found
+
+
+def blocks_of(
+    batches: Iterable[pa.RecordBatch], has_weight: bool, cosine: bool,
+    seed: int | None = None, sample_size: int = 0,
+) -> Iterator[tuple[K.Rows, np.ndarray | None, Findings]]:
+    """The blocks of a partition's Arrow batches, in order: ``(x, w, findings)`` for every
+    group of up to :data:`BLOCK_ROWS` rows (or :data:`BLOCK_BYTES`). With ``seed``, each
+    block's findings carry its share of the seeding sample: the ``sample_size`` rows of
+    weight > 0 with the smallest content keys."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+
+    def flush() -> tuple[K.Rows, np.ndarray | None, Findings]:
+        x, w, found = read_block(pa.Table.from_batches(pending), has_weight, cosine)
+        found.dense_blocks = int(x.shape[0] > 0 and not sp.issparse(x))
+        if seed is not None:
+            eligible = x if w is None else x[w > 0]
+            sx, sk = S.lowest_keys(eligible, S.row_keys(eligible, seed, STREAM_SAMPLE),
+                                   sample_size)
+            found.sample_x, found.sample_keys = [sx], [sk]
+        return x, w, found
+
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= BLOCK_ROWS or sum(b.nbytes for b in pending) >= BLOCK_BYTES:
+            yield flush()
+            pending, rows = [], 0
+    if pending:
+        yield flush()
+
+
+def block_bytes(x: K.Rows, w: np.ndarray | None) -> int:
+    """Bytes a block holds (its values, indices and row pointers; its weights)."""
+    held = (x.data.nbytes + x.indices.nbytes + x.indptr.nbytes) if sp.issparse(x) else x.nbytes
+    return held + (w.nbytes if w is not None else 0)
 
 
 def prepare_partition(
@@ -119,37 +156,18 @@ def prepare_partition(
     """
     if fit_id is not None:
         blockstore.sweep_orphans()
-
-    def flush(pending: list[pa.RecordBatch]) -> pa.RecordBatch:
-        x, w, found = read_block(pa.Table.from_batches(pending), has_weight, cosine)
+    for x, w, found in blocks_of(batches, has_weight, cosine,
+                                 None if fit_id is None else seed, sample_size):
         payload: tuple[Any, Any]
         if fit_id is None:
             payload = (x, w)
         else:
-            eligible = x if w is None else x[w > 0]
-            sx, sk = S.lowest_keys(eligible, S.row_keys(eligible, seed, STREAM_SAMPLE),
-                                   sample_size)
-            found.sample_x, found.sample_keys = [sx], [sk]
             usable = len(found.lengths) <= 1 and x.shape[0] > 0
             handle = blockstore.write(fit_id, partition, x, w) if usable else None
             found.hosts = _memory.Hosts.here(handle.nbytes if handle else 0, partition)
-            found.dense_blocks = int(usable and not sp.issparse(x))
             payload = (handle, found)
         blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-        return pa.RecordBatch.from_arrays([pa.array([blob], pa.binary())], ["blob"])
-
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows >= BLOCK_ROWS or sum(b.nbytes for b in pending) >= BLOCK_BYTES:
-            yield flush(pending)
-            pending, rows = [], 0
-    if pending:
-        yield flush(pending)
+        yield pa.RecordBatch.from_arrays([pa.array([blob], pa.binary())], ["blob"])
 
 
 def raise_for_data(found: Findings, features_col: str, weight_col: str | None,

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +30,7 @@ from pyspark import RDD, SparkContext, TaskContext
 
 from sparkml_lloyd import _blockstore as blockstore
 from sparkml_lloyd import _loop
+from sparkml_lloyd._fit import Passes
 
 logger = logging.getLogger("sparkml_lloyd")
 
@@ -43,16 +44,6 @@ Block = tuple[Any, "np.ndarray | None"]
 def as_rows(centers: Any) -> Any:
     """A pass's array argument as it travels: contiguous float64, or a CSR matrix as it is."""
     return centers if sp.issparse(centers) else np.ascontiguousarray(centers, dtype=np.float64)
-
-
-class Passes(Protocol):
-    """Runs passes over a fit's blocks (the interface the fit driver sees)."""
-
-    def run(self, fn: Callable[..., Any], centers: np.ndarray, **kwargs: Any) -> list[Any]:
-        """``fn(blocks, centers, **kwargs)`` on every partition; results in partition order."""
-
-    def close(self) -> None:
-        """Release what the transport holds (idempotent)."""
 
 
 @dataclass

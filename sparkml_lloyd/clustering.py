@@ -17,7 +17,16 @@ from pyspark.ml.linalg import Vector
 from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame, SparkSession
 
-from sparkml_lloyd import _classic, _fit, _persistence, _predict, _predict_arrow, _predict_jvm
+from sparkml_lloyd import (
+    _catalyst,
+    _classic,
+    _connect,
+    _fit,
+    _persistence,
+    _predict,
+    _predict_arrow,
+    _predict_jvm,
+)
 from sparkml_lloyd._params import _LloydKMeansParams, check, validate
 from sparkml_lloyd._persistence import AtomicWriter, CheckedReader
 from sparkml_lloyd._summary import IterationRecord, LloydKMeansSummary
@@ -190,8 +199,8 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         )
 
     def _fit(self, dataset: DataFrame) -> LloydKMeansModel:
-        result = _classic.fit(dataset, self._config(),
-                              getattr(self, "_iteration_callback", None))
+        backend = _classic if _catalyst.available() else _connect
+        result = backend.fit(dataset, self._config(), getattr(self, "_iteration_callback", None))
         model = LloydKMeansModel(result.centers)
         model._resetUid(self.uid)
         self._copyValues(model)
@@ -339,15 +348,19 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         type rules out null elements.
         """
         centers = self._require_centers()
+        spark = SparkSession.active()
+        params = {"k": len(centers), "featuresCol": self.getFeaturesCol(),
+                  "predictionCol": self.getPredictionCol(),
+                  "distanceMeasure": self.getDistanceMeasure()}
+        if not _catalyst.available():  # Connect: Spark's model loads what we write for it
+            return _persistence.spark_kmeans_model_via_save(spark, centers, params, self.uid)
         summary = self._summary
         spark_model = _predict_jvm.spark_kmeans_model(
-            SparkSession.active().sparkContext, centers, self.getDistanceMeasure(),
+            spark.sparkContext, centers, self.getDistanceMeasure(),
             summary.trainingCost if summary else 0.0, summary.numIter if summary else 0,
             self.uid,
         )
-        spark_model._set(k=len(centers), featuresCol=self.getFeaturesCol(),
-                         predictionCol=self.getPredictionCol(),
-                         distanceMeasure=self.getDistanceMeasure())
+        spark_model._set(**params)
         spark_model._transfer_params_to_java()
         return spark_model
 

@@ -102,8 +102,8 @@ def test_the_arrow_udf_raises_under_error(spark, name, row, distance, words, col
     from sparkml_lloyd._predict_arrow import predict_arrow
 
     df = frame(spark, [VALID[distance][0], row, VALID[distance][1]], column)
-    table = df.orderBy("id").select(*feature_columns(df, "features")).toArrow()
-    rows = list(table.columns)
+    table = df.orderBy("id").select(*feature_columns(df, "features").values()).toArrow()
+    rows = {name: table.column(name) for name in table.column_names}
     centers = unit_centers(np.asarray(CENTERS[distance]), distance)
     with pytest.raises(ValueError, match=f"A row of featuresCol='features' {words}"):
         predict_arrow(rows, centers, distance, "error", "features")

@@ -3,7 +3,8 @@
 Subcommands: ``fit`` (CSV/Parquet -> saved PipelineModel), ``predict`` (saved model + input ->
 output with a ``prediction`` column), ``demo`` (the walkthrough, see :mod:`sparkml_lloyd.demo`)
 and ``bench`` (runs ``benchmarks/run.py`` of a source checkout). Every command accepts
-``--master URL`` and ``--verbose``; ``sparkml-lloyd COMMAND --help`` describes each.
+``--master URL`` (or ``--remote sc://...``, a Spark Connect server) and ``--verbose``;
+``sparkml-lloyd COMMAND --help`` describes each.
 
 Errors end the command with one line on stderr, ``sparkml-lloyd: error: ...``, and exit
 status 2 for a usage error, 1 for any other failure. Nothing starts Spark before the
@@ -22,7 +23,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from sparkml_lloyd.cli import commands
+from sparkml_lloyd.cli import commands, files
 from sparkml_lloyd.cli.arguments import DEFAULT_MASTER, PROG, build_parser, split_bench
 from sparkml_lloyd.cli.bench import find_bench_runner, run_bench
 from sparkml_lloyd.cli.errors import CliError, UsageError, describe_error
@@ -44,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     head, forwarded = split_bench(argv)
     args = build_parser().parse_args(head)  # exits 2 with one line on a usage error
     verbose = getattr(args, "verbose", False)
-    spark = CommandSession(getattr(args, "master", DEFAULT_MASTER), verbose)
+    spark = CommandSession(getattr(args, "master", DEFAULT_MASTER), verbose,
+                           getattr(args, "remote", None))
     try:
         with warnings.catch_warnings():
             # pandas 3 works (the oracle tests check the Arrow paths); pyspark still warns.
@@ -54,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             if args.command == "bench":
                 return run_bench(forwarded or [], getattr(args, "master", None))
-            return _COMMANDS[args.command](args, spark)
+            with files.server_paths(spark.remote is not None):
+                return _COMMANDS[args.command](args, spark)
     except UsageError as e:
         print(f"{PROG}: error: {args.command}: {e} (see '{PROG} {args.command} --help')",
               file=sys.stderr)

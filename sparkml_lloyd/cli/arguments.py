@@ -50,13 +50,19 @@ def _columns(text: str) -> list[str]:
 
 
 def _common() -> argparse.ArgumentParser:
-    """``--master`` and ``--verbose``, which every command takes, before or after its name
-    (their defaults are SUPPRESS so that a value given before the command is kept)."""
+    """``--master``/``--remote`` and ``--verbose``, which every command takes, before or after
+    its name (their defaults are SUPPRESS so that a value given before the command is kept)."""
     common = _Parser(add_help=False)
-    common.add_argument(
+    where = common.add_mutually_exclusive_group()
+    where.add_argument(
         "--master", metavar="URL", default=argparse.SUPPRESS,
         help=f"Spark master URL (default: {DEFAULT_MASTER}, an embedded local Spark on all "
         "cores; e.g. spark://host:7077 for a standalone cluster)",
+    )
+    where.add_argument(
+        "--remote", metavar="URL", default=argparse.SUPPRESS,
+        help="a Spark Connect server instead of an embedded Spark (e.g. sc://host:15002); "
+        "paths are the server's",
     )
     common.add_argument(
         "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -154,7 +160,7 @@ def split_bench(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     i = 0
     while i < len(argv):
         token = argv[i]
-        if token == "--master":
+        if token in ("--master", "--remote"):
             i += 2
             continue
         if token.startswith("-"):

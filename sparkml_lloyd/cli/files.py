@@ -3,11 +3,14 @@ before Spark starts, reading, and writing (a local ``.csv`` output is one file).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import glob
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from sparkml_lloyd.cli.errors import CliError, UsageError
@@ -22,8 +25,26 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 
 
+#: True while the paths are a Spark Connect server's (``--remote``): none is local then.
+_ON_SERVER: contextvars.ContextVar[bool] = contextvars.ContextVar("on_server", default=False)
+
+
+@contextlib.contextmanager
+def server_paths(remote: bool) -> Iterator[None]:
+    """Within it, with ``remote``, every path is the server's: nothing is checked or written
+    on this machine's file system."""
+    token = _ON_SERVER.set(remote)
+    try:
+        yield
+    finally:
+        _ON_SERVER.reset(token)
+
+
 def is_local(path: str) -> bool:
-    """Whether ``path`` is on the local file system (no URI scheme, or ``file:``)."""
+    """Whether ``path`` is on this machine's file system (no URI scheme, or ``file:``, and no
+    Spark Connect server in between)."""
+    if _ON_SERVER.get():
+        return False
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", path)
     return scheme is None or len(scheme.group(1)) == 1 or scheme.group(1).lower() == "file"
 
@@ -78,7 +99,7 @@ def write(df: DataFrame, path: str, overwrite: bool) -> str:
     """Write ``df`` as CSV (one file with a header, when local) or Parquet; what was written,
     in words."""
     fmt = format_of(path, "output")
-    mode = "overwrite" if overwrite else "errorifexists"
+    mode = "overwrite" if overwrite else "error"
     if fmt == "parquet":
         df.write.mode(mode).parquet(path)
         return "a Parquet folder"

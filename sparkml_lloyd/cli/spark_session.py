@@ -45,9 +45,10 @@ class CommandSession:
     """The session a command runs on: :meth:`get` starts it (or takes the active one, when
     ``main`` is called from Python), :meth:`stop` stops it if :meth:`get` started it."""
 
-    def __init__(self, master: str, verbose: bool) -> None:
+    def __init__(self, master: str, verbose: bool, remote: str | None = None) -> None:
         self.master = master
         self.verbose = verbose
+        self.remote = remote
         self._session: SparkSession | None = None
         self._owned = False
         self._log_config: str | None = None
@@ -68,6 +69,10 @@ class CommandSession:
     def _start(self) -> SparkSession:
         from sparkml_lloyd.session import local_session
 
+        if self.remote is not None:  # a Spark Connect client: no JVM here to start or quiet
+            from pyspark.sql import SparkSession
+
+            return SparkSession.builder.remote(self.remote).getOrCreate()
         conf: dict[str, str] = {}
         if self.verbose:
             return local_session(self.master, app_name=APP_NAME, conf=conf, log_level="WARN")

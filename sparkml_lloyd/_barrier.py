@@ -1,0 +1,160 @@
+"""A whole fit in one barrier job, on the executors (the Spark Connect backend's executor side).
+
+Under Spark Connect the client may be far away: no executor can reach it, and every query is
+a round trip to the server (~0.2 s). So the fit runs where the data is: one
+``mapInArrow(..., barrier=True)`` job whose tasks (all running at once) each read their
+partition into blocks held in the task's memory (:func:`sparkml_lloyd._prepare.blocks_of`),
+then meet twice (``BarrierTaskContext.allGather``): to pool their findings, and to learn the
+coordinator's address. Task 0 is the coordinator: it checks the data and the memory, and runs
+the fit driver (:func:`sparkml_lloyd._fit.run`) over the executor loop's protocol
+(:mod:`sparkml_lloyd._loop`), every task (its own too, from a thread) answering the passes on
+its blocks. Only the result goes back to the client, in chunks (:func:`decode`).
+
+A problem with the data (a ``ValueError`` of the checks or of the initialisation) ends the job
+normally with an ``error`` row, which the client raises: a failed barrier stage would be
+retried whole. Anything else (a lost executor, a broken connection) fails the task; Spark then
+retries the whole stage, which computes the same result again from the same data.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from sparkml_lloyd import _fit, _loop, _memory, _prepare
+from sparkml_lloyd import _kernel as K
+from sparkml_lloyd._transport import _blas_threads
+
+#: The job's output: ``(kind, index, chunk)`` rows, only from task 0.
+RESULT_SCHEMA = "kind string, idx int, blob binary"
+#: Bytes of the result per output row (Spark Connect streams rows in messages of bounded
+#: size; one 210 MB value would not fit).
+CHUNK_BYTES = 16 << 20
+#: Seconds the coordinator waits for every task to connect.
+CONNECT_TIMEOUT = 60.0
+_STOP = "stop"
+
+
+def _encode(obj: Any) -> str:
+    return base64.b64encode(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+
+
+def _decode(text: str) -> Any:
+    return pickle.loads(base64.b64decode(text))
+
+
+def _rows(kind: str, payload: Any) -> Iterator[pa.RecordBatch]:
+    blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    chunks = [blob[i:i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
+    yield pa.RecordBatch.from_arrays(
+        [pa.array([kind] * len(chunks)), pa.array(range(len(chunks)), pa.int32()),
+         pa.array(chunks, pa.binary())], ["kind", "idx", "blob"])
+
+
+def decode(rows: Iterable[Any]) -> tuple[str, Any]:
+    """The job's result, from its collected rows: ``("result", (FitResult, centers per
+    iteration or None))`` or ``("error", message)``."""
+    rows = sorted(rows, key=lambda r: r.idx)
+    kinds = {r.kind for r in rows}
+    if len(kinds) != 1:
+        raise RuntimeError(f"the fit's barrier job returned {sorted(kinds)}")
+    return kinds.pop(), pickle.loads(b"".join(bytes(r.blob) for r in rows))
+
+
+def _check(found: _prepare.Findings, cfg: _fit.FitConfig, partitions: int) -> str | None:
+    """The data and memory verdicts, as the message of the ValueError, or None."""
+    try:
+        _fit.check_data(found, cfg)
+        plan = _fit.memory_plan(cfg, next(iter(found.lengths)), partitions, found)
+        _memory.check(plan, _memory.available_bytes(), None, found.hosts,
+                      socket.gethostname())
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def fit_task(batches: Iterable[pa.RecordBatch], cfg: _fit.FitConfig,
+             record_centers: bool) -> Iterator[pa.RecordBatch]:
+    """The mapInArrow body of the barrier job (see the module docstring)."""
+    from pyspark import BarrierTaskContext
+
+    ctx = BarrierTaskContext.get()
+    me = ctx.partitionId()
+    blocks: list[tuple[K.Rows, Any]] = []
+    parts = []
+    for x, w, found in _prepare.blocks_of(batches, bool(cfg.weight_col),
+                                          cfg.distance == K.COSINE, cfg.seed, cfg.k):
+        if x.shape[0] and len(found.lengths) <= 1:
+            blocks.append((x, w))
+        found.hosts = _memory.Hosts.here(_prepare.block_bytes(x, w), me)
+        parts.append(found)
+    if not parts:
+        found = _prepare.Findings()
+        found.hosts = _memory.Hosts.here(0, me)
+        parts.append(found)
+    everyone = [_decode(m) for m in ctx.allGather(_encode(_prepare.Findings.merged(parts)))]
+    coordinator = server = None
+    message = ""
+    if me == 0:
+        found = _prepare.Findings.merged(everyone)
+        problem = _check(found, cfg, len(everyone))
+        if problem is not None:
+            message = _STOP
+        else:
+            host = ctx.getTaskInfos()[0].address.rsplit(":", 1)[0]
+            server = _loop.Coordinator(len(everyone), host, host, CONNECT_TIMEOUT)
+            message = f"{server.address[0]}:{server.address[1]}:{server.token}"
+    address = ctx.allGather(message)[0]
+    if address == _STOP:
+        if me == 0:
+            yield from _rows("error", problem)
+        return
+    host, port, token = address.rsplit(":", 2)
+
+    def compute(msg: tuple[Any, Any, dict[str, Any]]) -> Any:
+        fn, centers, kwargs = msg
+        with _blas_threads():
+            return fn(blocks, centers, **kwargs)
+
+    if me != 0:
+        _loop.serve((host, int(port)), token, me, compute)
+        return
+    assert server is not None
+    mine = threading.Thread(target=_loop.serve, args=((host, int(port)), token, 0, compute),
+                            daemon=True)
+    mine.start()
+    centers_seen: list[Any] = []
+    try:
+        server.wait_for_tasks(problem=lambda: None)
+        coordinator = _LoopPasses(server)
+        try:
+            result = _fit.run(coordinator, found, cfg,
+                              (lambda r, c: centers_seen.append(c)) if record_centers else None)
+        except ValueError as exc:  # the data (too few distinct points ...): the client's error
+            yield from _rows("error", str(exc))
+            return
+    finally:
+        server.close()
+        mine.join(timeout=5.0)
+    yield from _rows("result", (result, centers_seen if record_centers else None))
+
+
+class _LoopPasses:
+    """Passes over the connected tasks (the coordinator's own among them)."""
+
+    def __init__(self, server: _loop.Coordinator) -> None:
+        self.server = server
+
+    def run(self, fn: Any, centers: Any, **kwargs: Any) -> list[Any]:
+        from sparkml_lloyd._transport import as_rows
+
+        return self.server.step((fn, as_rows(centers), kwargs), problem=lambda: None)
+
+    def close(self) -> None:
+        self.server.close()

@@ -1,0 +1,49 @@
+"""The fit under Spark Connect (the client side): one query, a barrier job does the rest.
+
+There is no SparkContext, RDD, broadcast or JVM in a Connect client, and the client may be
+far from the cluster. :func:`fit` checks the schema, reads the number of task slots with one
+small query (a barrier stage must fit in them), and runs the fit as one
+``mapInArrow(..., barrier=True)`` job (:mod:`sparkml_lloyd._barrier`); nothing persists
+between queries and nothing is written to the hosts' disks: the blocks live in the tasks'
+memory for the job's duration and go with it (on success, failure, cancellation, or when
+the server interrupts the query of a client that went away).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from sparkml_lloyd import _barrier, _fit, _schema
+
+
+def task_slots(spark: SparkSession) -> int:
+    """Tasks the cluster runs at once: the partitions of ``spark.range`` without a count,
+    which Spark sizes to its default parallelism (all executor cores). Assumes one core a
+    task (``spark.task.cpus`` is not readable from a Connect client)."""
+    ids = spark.range(0, 1 << 16).select(F.spark_partition_id().alias("p")).distinct()
+    return max(1, ids.count())
+
+
+def fit(df: DataFrame, cfg: _fit.FitConfig,
+        on_iteration: _fit.IterationCallback | None = None) -> _fit.FitResult:
+    """Lloyd's k-means over ``df`` on a Spark Connect session; see the module docstring.
+    ``on_iteration`` runs after the fit, once per iteration, with the recorded centers: the
+    fit runs on the executors, which cannot call back a client."""
+    cols = list(_schema.feature_columns(df, cfg.features_col).values())
+    if cfg.weight_col:
+        _schema.check_weight_column(df, cfg.weight_col)
+        cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
+    source = df.select(*cols).coalesce(task_slots(df.sparkSession))
+    task = partial(_barrier.fit_task, cfg=cfg, record_centers=on_iteration is not None)
+    rows = source.mapInArrow(task, _barrier.RESULT_SCHEMA, barrier=True).collect()
+    kind, payload = _barrier.decode(rows)
+    if kind == "error":
+        raise ValueError(payload)
+    result, centers = payload
+    if on_iteration is not None:
+        for record, c in zip(result.iterations, centers, strict=True):
+            on_iteration(record, c)
+    return result
