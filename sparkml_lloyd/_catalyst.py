@@ -1,5 +1,7 @@
 """The few catalyst (Spark SQL internals) calls the package makes, through py4j: classic
 Spark only. Spark Connect has no JVM in the client: callers check :func:`available` first.
+(Not pyspark's ``is_remote()``: that is true for the whole process once any Connect session
+exists, even for a classic session beside it.)
 
 * a Column <-> its catalyst expression (``org.apache.spark.sql.classic.ExpressionUtils``,
   Spark 4);
@@ -10,14 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.sql import Column, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 
 
-def available() -> bool:
-    """Whether py4j reaches a JVM (classic Spark, not Spark Connect)."""
-    from pyspark.sql.utils import is_remote
-
-    return not is_remote()
+def available(spark: SparkSession | DataFrame) -> bool:
+    """Whether ``spark`` (a session, or a DataFrame's) is classic Spark, where py4j reaches a
+    JVM, rather than a Spark Connect client."""
+    session = spark.sparkSession if isinstance(spark, DataFrame) else spark
+    try:
+        from pyspark.sql.connect.session import SparkSession as RemoteSession
+    except Exception:  # no Connect client installed (its grpc packages): every session is classic
+        return True
+    return not isinstance(session, RemoteSession)
 
 
 class Catalyst:

@@ -107,7 +107,7 @@ def _filesystem(spark: SparkSession, path: str) -> Any:
     helper on the server under Spark Connect."""
     from sparkml_lloyd import _catalyst
 
-    return _FileSystem(spark, path) if _catalyst.available() else _RemoteFileSystem()
+    return _FileSystem(spark, path) if _catalyst.available(spark) else _RemoteFileSystem()
 
 
 #: Characters a Hadoop glob pattern treats specially (escaped with a backslash).

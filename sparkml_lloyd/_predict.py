@@ -18,8 +18,8 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from sparkml_lloyd import _catalyst, _predict_arrow, _predict_jvm, _rows, _schema
 from sparkml_lloyd import _kernel as K
-from sparkml_lloyd import _predict_arrow, _predict_jvm, _rows, _schema
 
 #: From this many center values (k x d) on, ``transform`` runs the numpy kernel in an Arrow UDF
 #: even where the JVM is reachable: Spark's model assigns row by row (k distance loops of d),
@@ -36,9 +36,7 @@ def prediction_metadata(k: int) -> dict[str, Any]:
 
 def on_jvm(df: DataFrame) -> bool:
     """Whether ``df`` lives in classic Spark, where py4j reaches the JVM (not Spark Connect)."""
-    from pyspark.sql.utils import is_remote
-
-    return not is_remote()
+    return _catalyst.available(df)
 
 
 class Predictor:

@@ -80,7 +80,7 @@ def feature_columns(df: DataFrame, col: str, param: str = "featuresCol") -> dict
     of 2^18 features, 30 non-zeros, where ``vector_to_array`` would send 2 MB a row)."""
     if features_kind(df, col, param) == ARRAY:
         return {"f": F.col(col).cast(T.ArrayType(T.DoubleType())).alias("f")}
-    if not _catalyst.available():
+    if not _catalyst.available(df):
         if _remote_length(df, col) <= REMOTE_DENSE_MAX_D:
             # vector_to_array raises on a null vector: keep null rows null for the row rule.
             return {"f": F.when(F.col(col).isNotNull(), vector_to_array(F.col(col), "float64"))

@@ -199,7 +199,7 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         )
 
     def _fit(self, dataset: DataFrame) -> LloydKMeansModel:
-        backend = _classic if _catalyst.available() else _connect
+        backend = _classic if _catalyst.available(dataset) else _connect
         result = backend.fit(dataset, self._config(), getattr(self, "_iteration_callback", None))
         model = LloydKMeansModel(result.centers)
         model._resetUid(self.uid)
@@ -352,7 +352,7 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         params = {"k": len(centers), "featuresCol": self.getFeaturesCol(),
                   "predictionCol": self.getPredictionCol(),
                   "distanceMeasure": self.getDistanceMeasure()}
-        if not _catalyst.available():  # Connect: Spark's model loads what we write for it
+        if not _catalyst.available(spark):  # Connect: Spark's model loads what we write
             return _persistence.spark_kmeans_model_via_save(spark, centers, params, self.uid)
         summary = self._summary
         spark_model = _predict_jvm.spark_kmeans_model(

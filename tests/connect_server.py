@@ -1,0 +1,128 @@
+"""A Spark Connect server from the pip package, for the tests: its own process, on 127.0.0.1
+and a free port, its Python workers on this interpreter, stopped by PID.
+
+``<pyspark package>/sbin/start-connect-server.sh`` starts the server as a daemon and writes
+its PID to a file in ``SPARK_PID_DIR`` (a folder of our own); :meth:`ConnectServer.stop`
+kills that PID and waits for it. Abandoned executions are removed quickly (a client killed
+mid-fit leaves nothing running for long): ``detachedTimeout`` 20 s, checked every 5 s.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+#: Server settings of every test server (plus those :class:`ConnectServer` is given).
+BASE_CONF = {
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.connect.grpc.binding.address": "127.0.0.1",
+    "spark.connect.execute.manager.detachedTimeout": "20s",
+    "spark.connect.execute.manager.maintenanceInterval": "5s",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ConnectServer:
+    """One Spark Connect server (``master``: ``local[2]`` or a standalone cluster's URL)."""
+
+    def __init__(self, master: str = "local[2]", conf: dict[str, str] | None = None) -> None:
+        import pyspark
+
+        self.master = master
+        self.port = free_port()
+        self.ui_port = free_port()
+        self.home = Path(pyspark.__file__).resolve().parent
+        self.conf = {**BASE_CONF, "spark.connect.grpc.binding.port": str(self.port),
+                     "spark.ui.port": str(self.ui_port), **(conf or {})}
+        self.dir = Path(tempfile.mkdtemp(prefix="sparkml_lloyd-connect-"))
+        self.pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"sc://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SPARK_HOME": str(self.home), "PYSPARK_PYTHON": sys.executable,
+                "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(self.dir),
+                "SPARK_PID_DIR": str(self.dir), "SPARK_IDENT_STRING": f"test{self.port}"}
+
+    def start(self, timeout: float = 120.0) -> ConnectServer:
+        args = [str(self.home / "sbin" / "start-connect-server.sh"), "--master", self.master]
+        for key, value in self.conf.items():
+            args += ["--conf", f"{key}={value}"]
+        subprocess.run(args, env=self.env(), check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid_files = list(self.dir.glob("*.pid"))
+            if pid_files and self.pid is None:
+                self.pid = int(pid_files[0].read_text().strip())
+            if self.pid is not None and self._listening():
+                return self
+            time.sleep(0.5)
+        log = "\n".join(p.read_text()[-3000:] for p in self.dir.glob("*.out"))
+        self.stop()
+        raise RuntimeError(f"the Spark Connect server did not start:\n{log}")
+
+    def _listening(self) -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def rest(self, path: str) -> Any:
+        """The server's Spark UI REST API (``/api/v1/...``), parsed."""
+        import json
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{self.ui_port}/api/v1/{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def app_id(self) -> str:
+        return str(self.rest("applications")[0]["id"])
+
+    def stop(self) -> None:
+        """Kill the server by its PID and wait for it (idempotent)."""
+        if self.pid is not None:
+            for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    break
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline and _alive(self.pid):
+                    time.sleep(0.2)
+                if not _alive(self.pid):
+                    break
+            self.pid = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> ConnectServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (gone, for our purposes)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
