@@ -3,6 +3,7 @@ and determinism. (Killed executors and Python workers: tests/test_cluster.py.)""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pyspark.sql import SparkSession
 
 from sparkml_lloyd import LloydKMeans
 from sparkml_lloyd._transport import CONF_LOOP
+from tests.fits import STAIRCASE_PARAMS, fit_result, frame, staircase
 from tests.leaks import (
     block_ids,
     collect_jvm_garbage,
@@ -21,10 +23,8 @@ from tests.leaks import (
     footprint_after,
     jvm_heap_used_mb,
     jvm_pid,
-    python_rss_mb,
 )
-from tests.spark_cluster import python_worker_pids
-from tests.test_cluster import STAIRCASE_PARAMS, fit_result, frame, staircase
+from tests.procs import python_worker_pids, rss_mb
 
 LONG_ITERATIONS = 300
 
@@ -115,18 +115,6 @@ class Sample:
     worker_rss_mb: float
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MiB (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def _sample(spark: SparkSession) -> Sample:
     """Take a :class:`Sample` (after a JVM garbage collection)."""
     collect_jvm_garbage(spark)
@@ -139,8 +127,8 @@ def _sample(spark: SparkSession) -> Sample:
         python_broadcasts=counts.python_broadcasts,
         host_block_files=counts.host_block_files,
         jvm_heap_mb=jvm_heap_used_mb(spark),
-        driver_rss_mb=python_rss_mb(),
-        worker_rss_mb=max((_rss_mb(p) for p in workers), default=0.0),
+        driver_rss_mb=rss_mb(os.getpid()),
+        worker_rss_mb=max((rss_mb(p) for p in workers), default=0.0),
     )
 
 
@@ -153,7 +141,7 @@ def test_a_long_fit_holds_a_constant_footprint(
 
     A k-means fit converges, and with tol=0 stops when no point changes cluster, so the test
     needs data on which Lloyd really takes 300 iterations: the "staircase" of
-    tests/test_cluster.py (``staircase``) moves exactly one point per iteration between the
+    tests/fits.py (``staircase``) moves exactly one point per iteration between the
     two clusters, so with 310 points the fit runs all ``maxIter=300`` iterations, honestly,
     without patching anything. Its heavy far point is split into 100,000 rows (1.6 MB of
     features and weights): keeping a copy or a mapping of the blocks per iteration would add
