@@ -1,5 +1,10 @@
 """The suite's Spark: one local SparkSession, and one standalone cluster, each started only
-when a selected test needs it and shared by all that do."""
+when a selected test needs it and shared by all that do.
+
+Without Java, the tests that need neither (the kernel, the executor loop's protocol, the
+block store...) still run; a run that selects a test needing Spark stops before running
+anything, with the one-line "Java was not found" message.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,18 @@ from sparkml_lloyd.session import JavaNotFoundError, check_java, local_session
 if TYPE_CHECKING:
     from tests.spark_cluster import StandaloneCluster
 
-def pytest_configure(config):
-    try:
-        check_java()
-    except JavaNotFoundError as e:
-        pytest.exit(str(e), returncode=3)
+#: Fixtures that start a JVM.
+NEEDS_JAVA = ("spark", "cluster")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the test that stops the shared cluster after every other (the order is otherwise
-    kept)."""
+    """Stop at once without Java if a selected test needs Spark; run the test that stops the
+    shared cluster after every other (the order is otherwise kept)."""
+    if any(name in getattr(item, "fixturenames", ()) for item in items for name in NEEDS_JAVA):
+        try:
+            check_java()
+        except JavaNotFoundError as e:
+            pytest.exit(str(e), returncode=3)
     items.sort(key=lambda item: item.get_closest_marker("stops_cluster") is not None)
 
 
