@@ -25,7 +25,7 @@ def model(three_blobs):
     return LloydKMeans(k=3, initialCenters=X[:3], maxIter=10, tol=0.0).fit(df)
 
 
-def test_estimator_round_trip(tmp_path):
+def test_estimator_round_trip(tmp_path, spark):  # saving needs a SparkSession
     km = LloydKMeans(k=4, maxIter=7, tol=0.25, seed=5, initMode="random",
                      distanceMeasure="cosine", initialCenters=[[1.0, 2.0]] * 4)
     path = str(tmp_path / "est")
