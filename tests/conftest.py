@@ -8,7 +8,9 @@ anything, with the one-line "Java was not found" message.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,6 +21,7 @@ from sparkml_lloyd.session import JavaNotFoundError, check_java, local_session
 if TYPE_CHECKING:
     from tests.spark_cluster import StandaloneCluster
 
+ROOT = Path(__file__).resolve().parents[1]
 #: Fixtures that start a JVM.
 NEEDS_JAVA = ("spark", "cluster")
 
@@ -36,8 +39,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    # local[2,4]: two cores, and a failed task is retried (plain local[N] never retries).
-    session = local_session("local[2,4]", app_name="sparkml_lloyd-tests")
+    """local[2,4]: two cores, and a failed task is retried (plain local[N] never retries).
+    Python workers fork from tests/warm_daemon.py (the repository root goes on the JVM's
+    PYTHONPATH, which Spark passes on to them)."""
+    with pytest.MonkeyPatch.context() as env:
+        paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env.setenv("PYTHONPATH", os.pathsep.join(paths))
+        session = local_session("local[2,4]", app_name="sparkml_lloyd-tests",
+                                conf={"spark.python.daemon.module": "tests.warm_daemon"})
     yield session
     session.stop()
 

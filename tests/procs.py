@@ -72,15 +72,20 @@ def executors(roots: Iterable[int]) -> list[psutil.Process]:
     return [p for p in descendants(roots) if EXECUTOR_MAIN in cmdline(p)]
 
 
+#: Modules a PySpark worker daemon runs as (``spark.python.daemon.module``): PySpark's, and
+#: the suite's local session's (tests/warm_daemon.py).
+DAEMON_MODULES = ("pyspark.daemon", "tests.warm_daemon")
+
+
 def _pyspark_role(proc: psutil.Process) -> str | None:
     """``"daemon"``, ``"module"`` or None, judged from the command line alone.
 
-    The daemon runs as ``python -m pyspark.daemon pyspark.worker`` and the workers it forks
-    inherit that command line; without the daemon (``spark.python.use.daemon=false``) workers
-    run ``python -m pyspark.worker``.
+    The daemon runs as ``python -m pyspark.daemon pyspark.worker`` (or another of
+    :data:`DAEMON_MODULES`) and the workers it forks inherit that command line; without the
+    daemon (``spark.python.use.daemon=false``) workers run ``python -m pyspark.worker``.
     """
     argv = cmdline(proc)
-    if "pyspark.daemon" in argv:
+    if any(module in argv for module in DAEMON_MODULES):
         return "daemon"
     if "pyspark.worker" in argv:
         return "module"

@@ -120,6 +120,7 @@ def _sample(spark: SparkSession) -> Sample:
     collect_jvm_garbage(spark)
     counts = footprint(spark)
     workers = python_worker_pids([jvm_pid(spark)], kind="worker")
+    assert workers, "no Python worker of this session's JVM was found"
     return Sample(
         persistent_rdds=counts.persistent_rdds,
         rdd_blocks=counts.rdd_blocks,
