@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from sparkml_lloyd import LloydKMeans
 from sparkml_lloyd._transport import CONF_LOOP
@@ -27,6 +28,9 @@ from tests.leaks import (
 from tests.procs import python_worker_pids, rss_mb
 
 LONG_ITERATIONS = 300
+#: Iterations of the staircase fit that runs next to another (a pass is one Spark job when the
+#: executor loop is off: fewer than the usual fit's 60 keep the test short).
+PARALLEL_STEPS = 20
 
 
 def test_the_same_seed_and_partitioning_give_bit_identical_centers(spark: SparkSession) -> None:
@@ -60,12 +64,15 @@ def test_two_fits_in_parallel_threads_do_not_interfere(
 def _two_fits_in_parallel(
     spark: SparkSession, interleaved: bool
 ) -> None:
-    jobs = {
-        "blobs": ({"k": 4, "seed": 2, "maxIter": 25, "tol": 0.0}, "blobs"),
-        "staircase": (STAIRCASE_PARAMS, "staircase"),
+    stairs = staircase(PARALLEL_STEPS)
+    jobs: dict[str, tuple[dict[str, Any], Callable[[], DataFrame]]] = {
+        "blobs": ({"k": 4, "seed": 2, "maxIter": 25, "tol": 0.0},
+                  lambda: frame(spark, "blobs")),
+        "staircase": (STAIRCASE_PARAMS, lambda: frame(spark, "staircase", points=stairs)),
     }
-    sequential = {name: fit_result(LloydKMeans(**p).fit(frame(spark, d)))
-                  for name, (p, d) in jobs.items()}
+    sequential = {name: fit_result(LloydKMeans(**p).fit(data()))
+                  for name, (p, data) in jobs.items()}
+    assert sequential["staircase"]["num_iter"] == PARALLEL_STEPS
     before = footprint(spark)
     running: dict[str, set[str]] = {name: set() for name in jobs}
 
@@ -81,7 +88,7 @@ def _two_fits_in_parallel(
     def run(name: str) -> None:
         """One thread: wait for the other, fit, keep the result (or the error)."""
         params, data = jobs[name]
-        df = frame(spark, data)
+        df = data()
         barrier.wait()
         try:
             estimator = LloydKMeans(**params).setIterationCallback(overlap)
