@@ -42,6 +42,7 @@ import time
 import traceback
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -831,12 +832,14 @@ def wait_for_executors(sc: SparkContext, count: int, timeout: float = 90.0) -> N
         time.sleep(0.2)
 
 
-def _slow_square(x: int) -> int:
-    time.sleep(0.05)
+def _square_after(x: int, gate: str) -> int:
+    """``x * x`` once the file *gate* exists (the parent creates it)."""
+    while not os.path.exists(gate):
+        time.sleep(0.01)
     return x * x
 
 
-def _scenario_sum(master_url: str) -> None:
+def _scenario_sum(master_url: str, gate: str | None = None) -> None:
     """Sum of squares; then hold the session until the parent says go."""
     spark = build_session(master_url, "smoke-sum")
     sc = spark.sparkContext
@@ -860,15 +863,18 @@ def failed_tasks(sc: SparkContext, job_group: str) -> int:
     return failed
 
 
-def _scenario_slow(master_url: str) -> None:
-    """A ~5 s job during which the parent kills an executor."""
+def _scenario_slow(master_url: str, gate: str | None = None) -> None:
+    """A job whose tasks wait for the file *gate*: the parent kills an executor while they
+    run, then creates the file."""
+    if gate is None:
+        raise ValueError("the slow scenario needs --gate")
     spark = build_session(master_url, "smoke-slow")
     sc = spark.sparkContext
     wait_for_executors(sc, 2)
     sc.setJobGroup("slow", "job that loses an executor")
     emit("slow_start")
     t0 = time.monotonic()
-    value = sc.parallelize(range(200), 8).map(_slow_square).sum()
+    value = sc.parallelize(range(200), 8).map(partial(_square_after, gate=gate)).sum()
     emit(
         "slow",
         value=value,
@@ -884,14 +890,15 @@ _SCENARIOS = {"sum": _scenario_sum, "slow": _scenario_slow}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the driver child: ``spark_cluster.py SCENARIO MASTER``."""
+    """Entry point of the driver child: ``-m tests.spark_cluster SCENARIO MASTER [--gate F]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(_SCENARIOS))
     parser.add_argument("master_url")
+    parser.add_argument("--gate", help="file the slow scenario's tasks wait for")
     args = parser.parse_args(argv)
     claim_stdout_for_events()
     try:
-        _SCENARIOS[args.scenario](args.master_url)
+        _SCENARIOS[args.scenario](args.master_url, args.gate)
     except BaseException:
         emit("error", traceback=traceback.format_exc())
         return 1

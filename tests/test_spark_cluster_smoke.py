@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -36,32 +37,37 @@ def test_sum_on_cluster(cluster: StandaloneCluster) -> None:
         assert driver.wait(timeout=60) == 0
 
 
-def test_job_survives_executor_kill(cluster: StandaloneCluster) -> None:
-    """SIGKILL one executor mid-job: Spark reschedules, the answer is right."""
+def test_job_survives_executor_kill(cluster: StandaloneCluster, tmp_path: Path) -> None:
+    """SIGKILL one executor mid-job: Spark reschedules, the answer is right. (The job's tasks
+    wait for a file that this test creates after the kill.)"""
     killed: dict[str, float] = {}
-    job_done = threading.Event()
+    gate = tmp_path / "gate"
 
     def kill_busy_executor() -> None:
         # Wait until an executor is running a Python task (JVM + daemon start-up varies on a
-        # loaded box), then kill it.
+        # loaded box), kill it, then let the job go on.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not job_done.is_set():
-            for pid in executor_pids(cluster):
-                executor = process(pid)
-                if executor is not None and python_worker_pids([pid], kind="worker"):
-                    executor.send_signal(signal.SIGKILL)
-                    killed.update(pid=pid, at=time.monotonic())
-                    return
-            time.sleep(0.1)
+        try:
+            while time.monotonic() < deadline and not gate.exists():
+                for pid in executor_pids(cluster):
+                    executor = process(pid)
+                    if executor is not None and python_worker_pids([pid], kind="worker"):
+                        executor.send_signal(signal.SIGKILL)
+                        killed.update(pid=pid, at=time.monotonic())
+                        return
+                time.sleep(0.1)
+        finally:
+            gate.touch()
 
-    with DriverProcess(["-m", DRIVER_MODULE, "slow", cluster.master_url]) as driver:
+    argv = ["-m", DRIVER_MODULE, "slow", cluster.master_url, "--gate", str(gate)]
+    with DriverProcess(argv) as driver:
         driver.wait_event("slow_start", timeout=DRIVER_TIMEOUT)
         killer = threading.Thread(target=kill_busy_executor)
         killer.start()
         try:
             event = driver.wait_event("slow", timeout=DRIVER_TIMEOUT)
         finally:
-            job_done.set()
+            gate.touch()
             killer.join()
         done_at = time.monotonic()
         assert "pid" in killed, "no executor ran a Python task to kill"
