@@ -51,6 +51,7 @@ import psutil
 
 from tests.procs import (
     alive,
+    cmdline,
     descendants,
     executors,
     group,
@@ -96,10 +97,14 @@ class DriverProcessError(RuntimeError):
 # --------------------------------------------------------------------------
 
 
-def executor_pids(cluster: StandaloneCluster) -> list[int]:
-    """PIDs of the executor JVMs currently running under *cluster*'s workers."""
+def executor_pids(cluster: StandaloneCluster, app_id: str | None = None) -> list[int]:
+    """PIDs of the executor JVMs currently running under *cluster*'s workers (with *app_id*,
+    only those of that application: the cluster is shared by the tests' drivers, and one
+    that has just ended may still have executors going)."""
     found = executors(cluster.worker_pids)
     cluster.note(found)
+    if app_id is not None:
+        found = [p for p in found if app_id in cmdline(p)]
     return [p.pid for p in found]
 
 
@@ -638,6 +643,8 @@ class DriverProcess:
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stdout_lines: collections.deque[str] = collections.deque(maxlen=200)
         """Last non-event stdout lines of the child (diagnostics)."""
+        self.received: dict[str, dict[str, Any]] = {}
+        """The last payload :meth:`wait_event` returned for each event name."""
         self.proc = subprocess.Popen(
             [sys.executable, *argv],
             stdin=subprocess.PIPE,
@@ -698,6 +705,7 @@ class DriverProcess:
             if event.get("event") == "error":
                 raise self._fail(f"driver error:\n{event.get('traceback')}")
             if event.get("event") == name:
+                self.received[name] = event
                 return event
 
     def send(self, line: str = "continue") -> None:
@@ -845,7 +853,7 @@ def _scenario_sum(master_url: str, gate: str | None = None) -> None:
     sc = spark.sparkContext
     wait_for_executors(sc, 2)
     value = sc.parallelize(range(1000), 4).map(lambda x: x * x).sum()
-    emit("sum", value=value, expected=sum(x * x for x in range(1000)))
+    emit("sum", value=value, expected=sum(x * x for x in range(1000)), app_id=sc.applicationId)
     wait_for_parent()  # parent inspects executors while the app is alive
     spark.stop()
     emit("stopped")
@@ -872,7 +880,7 @@ def _scenario_slow(master_url: str, gate: str | None = None) -> None:
     sc = spark.sparkContext
     wait_for_executors(sc, 2)
     sc.setJobGroup("slow", "job that loses an executor")
-    emit("slow_start")
+    emit("slow_start", app_id=sc.applicationId)
     t0 = time.monotonic()
     value = sc.parallelize(range(200), 8).map(partial(_square_after, gate=gate)).sum()
     emit(

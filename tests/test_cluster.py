@@ -131,7 +131,7 @@ def serve(master_url: str) -> None:
     events = _IterationEvents()
     logging.getLogger("sparkml_lloyd").addHandler(events)
     wait_for_executors(spark.sparkContext, 2)
-    emit("ready", pid=os.getpid())
+    emit("ready", pid=os.getpid(), app_id=spark.sparkContext.applicationId)
     for line in sys.stdin:
         command = json.loads(line)
         if command["cmd"] == "stop":
@@ -236,11 +236,11 @@ def _kill_during_fit(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the staircase fit on the cluster; the driver holds still at iteration
     KILL_AT_ITERATION (the executor loop's tasks are running, waiting for the next pass)
-    while this process SIGKILLs the process ``choose(cluster)`` returns, waits until it and
-    its descendants are gone (an executor's Python workers outlive it by up to a second: they
-    die when their daemon sees the JVM go; resumed before that, the fit could finish its last
-    passes on an orphaned worker), then lets the fit go on. Returns (fit event, kill record).
-    """
+    while this process SIGKILLs the process ``choose(cluster, app_id)`` returns (one of the
+    driver's application), waits until it and its descendants are gone (an executor's Python
+    workers outlive it by up to a second: they die when their daemon sees the JVM go; resumed
+    before that, the fit could finish its last passes on an orphaned worker), then lets the
+    fit go on. Returns (fit event, kill record)."""
     killed: dict[str, Any] = {}
     resume = tmp_path / "resume"
     driver.send(json.dumps({"cmd": "fit", "data": "staircase", "params": STAIRCASE_PARAMS,
@@ -250,7 +250,7 @@ def _kill_during_fit(
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            pid = choose(cluster)
+            pid = choose(cluster, driver.received["ready"]["app_id"])
             victim = process(pid) if pid is not None else None
             if victim is not None:
                 doomed = [victim, *descendants([pid])]
@@ -276,7 +276,7 @@ def test_fit_survives_the_loss_of_an_executor(
     recomputes them from the lineage and retries; the fit ends with the same centers and
     iteration count as the undisturbed run."""
     event, killed = _kill_during_fit(
-        cluster, driver, lambda c: next(iter(executor_pids(c)), None), tmp_path
+        cluster, driver, lambda c, app: next(iter(executor_pids(c, app)), None), tmp_path
     )
     print(f"killed executor {killed}; fit: {event['finished'] - event['started']:.1f} s, "
           f"{event['failed_tasks']} failed tasks")
@@ -286,11 +286,11 @@ def test_fit_survives_the_loss_of_an_executor(
     _assert_no_block_files(cluster)
 
 
-def _a_python_worker(cluster: StandaloneCluster) -> int | None:
+def _a_python_worker(cluster: StandaloneCluster, app_id: str) -> int | None:
     """A Python worker of an executor that runs an executor loop's task: the one that has a
     block file of the fit mapped (the loop's task keeps its blocks mapped while it serves;
     an idle worker, e.g. the one that wrote the blocks, does not)."""
-    for pid in python_worker_pids(executor_pids(cluster), kind="worker"):
+    for pid in python_worker_pids(executor_pids(cluster, app_id), kind="worker"):
         if any(owner_pid(path) is not None for path in mapped_files(pid)):
             return pid
     return None

@@ -29,7 +29,7 @@ def test_sum_on_cluster(cluster: StandaloneCluster) -> None:
         event = driver.wait_event("sum", timeout=DRIVER_TIMEOUT)
         assert event["value"] == event["expected"] == sum(x * x for x in range(1000))
         # The driver holds its session open until we send "continue".
-        pids = executor_pids(cluster)
+        pids = executor_pids(cluster, app_id=event["app_id"])
         assert len(pids) == 2, cluster.log_tail()
         assert {os.getpgid(p) for p in pids} <= set(cluster.worker_pids)
         driver.send("continue")
@@ -43,13 +43,13 @@ def test_job_survives_executor_kill(cluster: StandaloneCluster, tmp_path: Path) 
     killed: dict[str, float] = {}
     gate = tmp_path / "gate"
 
-    def kill_busy_executor() -> None:
+    def kill_busy_executor(app_id: str) -> None:
         # Wait until an executor is running a Python task (JVM + daemon start-up varies on a
         # loaded box), kill it, then let the job go on.
         deadline = time.monotonic() + 30
         try:
             while time.monotonic() < deadline and not gate.exists():
-                for pid in executor_pids(cluster):
+                for pid in executor_pids(cluster, app_id):
                     executor = process(pid)
                     if executor is not None and python_worker_pids([pid], kind="worker"):
                         executor.send_signal(signal.SIGKILL)
@@ -61,8 +61,8 @@ def test_job_survives_executor_kill(cluster: StandaloneCluster, tmp_path: Path) 
 
     argv = ["-m", DRIVER_MODULE, "slow", cluster.master_url, "--gate", str(gate)]
     with DriverProcess(argv) as driver:
-        driver.wait_event("slow_start", timeout=DRIVER_TIMEOUT)
-        killer = threading.Thread(target=kill_busy_executor)
+        app_id = driver.wait_event("slow_start", timeout=DRIVER_TIMEOUT)["app_id"]
+        killer = threading.Thread(target=kill_busy_executor, args=(app_id,))
         killer.start()
         try:
             event = driver.wait_event("slow", timeout=DRIVER_TIMEOUT)
