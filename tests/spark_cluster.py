@@ -261,11 +261,6 @@ class StandaloneCluster:
         return set(self._known)
 
     @property
-    def stopped(self) -> bool:
-        """True once :meth:`stop` ran (or a start failed)."""
-        return self._stopped
-
-    @property
     def log_dir(self) -> Path:
         """Directory holding ``master.log`` / ``worker-N.log``."""
         assert self.tmp_dir is not None
@@ -911,8 +906,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit("error", traceback=traceback.format_exc())
         return 1
     return 0
-
-
 
 
 if __name__ == "__main__":
