@@ -1,22 +1,65 @@
-"""One local SparkSession for the whole test run (startup costs ~10 s)."""
+"""The suite's Spark: one local SparkSession, and one standalone cluster, each started only
+when a selected test needs it and shared by all that do.
+
+Without Java, the tests that need neither (the kernel, the executor loop's protocol, the
+block store...) still run; a run that selects a test needing Spark stops before running
+anything, with the one-line "Java was not found" message.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
+from pyspark.sql import SparkSession
 
 from sparkml_lloyd.session import JavaNotFoundError, check_java, local_session
 
+if TYPE_CHECKING:
+    from tests.spark_cluster import StandaloneCluster
 
-def pytest_configure(config):
-    try:
-        check_java()
-    except JavaNotFoundError as e:
-        pytest.exit(str(e), returncode=3)
+ROOT = Path(__file__).resolve().parents[1]
+#: Fixtures that start a JVM.
+NEEDS_JAVA = ("spark", "cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stop at once without Java if a selected test needs Spark; run the test that stops the
+    shared cluster after every other (the order is otherwise kept)."""
+    if any(name in getattr(item, "fixturenames", ()) for item in items for name in NEEDS_JAVA):
+        try:
+            check_java()
+        except JavaNotFoundError as e:
+            pytest.exit(str(e), returncode=3)
+    items.sort(key=lambda item: item.get_closest_marker("stops_cluster") is not None)
 
 
 @pytest.fixture(scope="session")
-def spark():
-    # local[2,4]: two cores, and a failed task is retried (plain local[N] never retries).
-    session = local_session("local[2,4]", app_name="sparkml_lloyd-tests")
+def spark() -> Iterator[SparkSession]:
+    """local[2,4]: two cores, and a failed task is retried (plain local[N] never retries).
+    Python workers fork from tests/warm_daemon.py (the repository root goes on the JVM's
+    PYTHONPATH, which Spark passes on to them)."""
+    with pytest.MonkeyPatch.context() as env:
+        paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env.setenv("PYTHONPATH", os.pathsep.join(paths))
+        session = local_session("local[2,4]", app_name="sparkml_lloyd-tests",
+                                conf={"spark.python.daemon.module": "tests.warm_daemon"})
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[StandaloneCluster]:
+    """A Spark standalone master and two 1-core workers on 127.0.0.1 (startup ~10 s), shared
+    by every test that needs a cluster. Each test's driver is its own application, so the
+    workers start fresh executors for it; one killed by a test is replaced. At the end every
+    process of the cluster is killed by its PID (the ``stops_cluster`` test does it earlier
+    and checks that nothing is left)."""
+    from tests.spark_cluster import StandaloneCluster
+
+    with StandaloneCluster(num_workers=2) as shared:
+        yield shared
+    assert not shared.leftover_pids(), "processes of the standalone cluster outlived it"

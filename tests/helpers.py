@@ -1,10 +1,22 @@
-"""Test helpers: DataFrames from numpy; the scale-relative difference (the benchmarks' own)."""
+"""Test helpers: DataFrames from numpy, blobs, the scikit-learn oracle, and the
+scale-relative difference (the benchmarks' own).
+
+Nothing here starts Spark or imports scikit-learn at import time.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
 from benchmarks.measure import relative_difference
 
-__all__ = ["make_df", "relative_difference"]
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from sklearn.cluster import KMeans
+
+__all__ = ["Blobs", "blobs", "make_df", "relative_difference", "sklearn_lloyd"]
 
 
 def make_df(spark, X, weights=None, vector=True, partitions=None, col="features"):
@@ -22,3 +34,33 @@ def make_df(spark, X, weights=None, vector=True, partitions=None, col="features"
     if partitions is not None:
         df = df.repartition(partitions)
     return df
+
+
+class Blobs(NamedTuple):
+    """Points of :func:`sklearn.datasets.make_blobs`, their blob, and the DataFrame of the
+    points (:func:`make_df`)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    df: DataFrame
+
+
+def blobs(spark: SparkSession, **make_blobs: Any) -> Blobs:
+    """``make_blobs(**make_blobs)`` and its DataFrame."""
+    from sklearn.datasets import make_blobs as sklearn_make_blobs
+
+    X, y = sklearn_make_blobs(**make_blobs)
+    return Blobs(X, y, make_df(spark, X))
+
+
+def sklearn_lloyd(
+    X: np.ndarray, initial_centers: np.ndarray, max_iter: int,
+    sample_weight: np.ndarray | None = None,
+) -> KMeans:
+    """The oracle: scikit-learn's Lloyd from ``initial_centers``, exactly ``max_iter``
+    iterations at most (``tol=0``: it stops early only when no point changes cluster)."""
+    from sklearn.cluster import KMeans
+
+    k = len(initial_centers)
+    return KMeans(n_clusters=k, init=initial_centers, n_init=1, max_iter=max_iter, tol=0.0,
+                  algorithm="lloyd").fit(X, sample_weight=sample_weight)

@@ -74,15 +74,6 @@ def jvm_heap_used_mb(spark: SparkSession) -> float:
     return (runtime.totalMemory() - runtime.freeMemory()) / 2**20
 
 
-def python_rss_mb() -> float:
-    """Resident set size of this Python process, in MiB (``VmRSS`` of /proc/self/status)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
 @dataclass(frozen=True)
 class Footprint:
     """Counts of everything a fit may cache, broadcast or write (see the module docstring)."""

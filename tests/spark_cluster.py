@@ -1,24 +1,24 @@
-"""Throw-away Spark standalone cluster for tests, plus /proc helpers.
+"""Throw-away Spark standalone cluster for tests, and a driver in a child process.
 
-This module is self-contained (it does not import ``sparkml_lloyd``) and has two
-roles:
+Two roles:
 
 * **Library** (imported by tests): :class:`StandaloneCluster` starts a real
   Spark standalone master and two single-core workers from the pip-installed
-  pyspark, all bound to loopback; :func:`executor_pids` and
-  :func:`python_worker_pids` find executor JVMs / PySpark Python processes by
-  walking ``/proc``; :class:`DriverProcess` runs a PySpark *driver* in a child
-  Python process (a test process can only host one ``SparkContext``, and the
-  repo's test session already owns a local one) and exchanges line-delimited
-  JSON "events" with it.
+  pyspark, all bound to loopback; :func:`executor_pids` finds its executor
+  JVMs (process inspection: :mod:`tests.procs`); :class:`DriverProcess` runs a
+  PySpark *driver* in a child Python process (a test process can only host one
+  ``SparkContext``, and the repo's test session already owns a local one) and
+  exchanges line-delimited JSON "events" with it. The suite's one cluster is
+  the ``cluster`` fixture of ``tests/conftest.py``.
 
-* **Driver script** (run as ``python tests/spark_cluster.py SCENARIO
-  MASTER_URL``): the smoke scenarios used by ``test_spark_cluster_smoke.py``.
-  The child-side helpers :func:`claim_stdout_for_events`,
-  :func:`build_session`, :func:`emit`, :func:`wait_for_parent` and
-  :func:`wait_for_executors` can be reused by other driver scripts.
+* **Driver module** (run as ``python -m tests.spark_cluster SCENARIO
+  MASTER_URL`` from the repository root, see :data:`DRIVER_MODULE`): the smoke
+  scenarios used by ``test_spark_cluster_smoke.py``. The child-side helpers
+  :func:`claim_stdout_for_events`, :func:`build_session`, :func:`emit`,
+  :func:`wait_for_parent` and :func:`wait_for_executors` can be reused by
+  other driver modules.
 
-Linux only (uses ``/proc`` and ``prctl``).
+Linux only (uses ``prctl``).
 """
 
 from __future__ import annotations
@@ -42,19 +42,37 @@ import time
 import traceback
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
+
+import psutil
+
+from tests.procs import (
+    alive,
+    cmdline,
+    descendants,
+    executors,
+    group,
+    kill_by_pid,
+    pgid,
+    process,
+    signal_pid,
+)
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
 LOOPBACK = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root: driver children run there, with it on ``PYTHONPATH``."""
+DRIVER_MODULE = "tests.spark_cluster"
+"""This module, run as a driver child: ``DriverProcess(["-m", DRIVER_MODULE, ...])``."""
 EVENT_PREFIX = "@@spark-cluster-event@@ "
 """Prefix of the stdout lines a driver child uses to report events."""
 
-_EXECUTOR_MARKER = b"CoarseGrainedExecutorBackend"
 _PR_SET_PDEATHSIG = 1
 
 FAST_JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
@@ -75,134 +93,19 @@ class DriverProcessError(RuntimeError):
 
 
 # --------------------------------------------------------------------------
-# /proc helpers
+# processes of the cluster
 # --------------------------------------------------------------------------
 
 
-def _read_stat(pid: int) -> tuple[str, int, int, int] | None:
-    """Return ``(state, ppid, pgid, starttime)`` of *pid*, or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces
-    # or parentheses itself, so split after the *last* ')'.
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    # fields[0] is field 3 of proc(5): state, ppid, pgrp, ..., starttime (22).
-    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def _cmdline(pid: int) -> bytes:
-    """Raw NUL-separated command line of *pid* (empty if unreadable)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _process_table() -> dict[int, tuple[str, int, int, int]]:
-    """Snapshot ``pid -> (state, ppid, pgid, starttime)`` of all processes."""
-    table = {}
-    for pid in _all_pids():
-        stat = _read_stat(pid)
-        if stat is not None:
-            table[pid] = stat
-    return table
-
-
-def descendant_pids(root_pids: Iterable[int]) -> list[int]:
-    """Return all live descendants of *root_pids* (roots excluded), sorted.
-
-    Note that processes whose ancestor died were re-parented (to PID 1) and
-    are no longer found this way.
-    """
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for pid, (state, ppid, _pgid, _start) in _process_table().items():
-        if state not in ("Z", "X"):
-            children[ppid].append(pid)
-    roots = set(root_pids)
-    found: set[int] = set()
-    stack = list(roots)
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in found and child not in roots:
-                found.add(child)
-                stack.append(child)
-    return sorted(found)
-
-
-def pid_alive(pid: int, starttime: int | None = None) -> bool:
-    """True if *pid* exists and is not a zombie.
-
-    If *starttime* (field 22 of ``/proc/<pid>/stat``) is given, a process that
-    merely re-uses the PID does not count.
-    """
-    stat = _read_stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
-        return False
-    return starttime is None or stat[3] == starttime
-
-
-def _executor_pids_under(root_pids: Iterable[int]) -> list[int]:
-    return [
-        pid
-        for pid in descendant_pids(root_pids)
-        if _EXECUTOR_MARKER in _cmdline(pid) and pid_alive(pid)
-    ]
-
-
-def executor_pids(cluster: StandaloneCluster) -> list[int]:
-    """PIDs of the executor JVMs currently running under *cluster*'s workers."""
-    pids = _executor_pids_under(cluster.worker_pids)
-    cluster.note_pids(pids)
-    return pids
-
-
-def _pyspark_role(pid: int) -> str | None:
-    """``"daemon"``, ``"module"`` or None, judged from the command line alone.
-
-    The daemon runs as ``python -m pyspark.daemon pyspark.worker`` and forked
-    workers inherit that command line; without the daemon
-    (``spark.python.use.daemon=false``) workers run ``python -m pyspark.worker``.
-    """
-    argv = _cmdline(pid).split(b"\0")
-    if b"pyspark.daemon" in argv:
-        return "daemon"
-    if b"pyspark.worker" in argv:
-        return "module"
-    return None
-
-
-def python_worker_pids(
-    root_pids: Iterable[int],
-    kind: Literal["all", "daemon", "worker"] = "all",
-) -> list[int]:
-    """PIDs of PySpark Python processes descending from *root_pids*.
-
-    Matches command lines containing ``pyspark.daemon`` or ``pyspark.worker``.
-    ``kind="daemon"`` keeps only the ``pyspark.daemon`` managers (children of
-    an executor JVM); ``kind="worker"`` keeps only processes that run tasks
-    (children a daemon forked per task/reused worker, or stand-alone
-    ``pyspark.worker`` processes). Pass ``cluster.worker_pids`` to search the
-    whole cluster, or executor PIDs from :func:`executor_pids`.
-    """
-    table = _process_table()
-    found = []
-    for pid in descendant_pids(root_pids):
-        role = _pyspark_role(pid)
-        if role is None or not pid_alive(pid):
-            continue
-        parent = table.get(pid, ("", 0, 0, 0))[1]
-        is_worker = role == "module" or _pyspark_role(parent) == "daemon"
-        if kind == "all" or (kind == "worker") == is_worker:
-            found.append(pid)
-    return found
+def executor_pids(cluster: StandaloneCluster, app_id: str | None = None) -> list[int]:
+    """PIDs of the executor JVMs currently running under *cluster*'s workers (with *app_id*,
+    only those of that application: the cluster is shared by the tests' drivers, and one
+    that has just ended may still have executors going)."""
+    found = executors(cluster.worker_pids)
+    cluster.note(found)
+    if app_id is not None:
+        found = [p for p in found if app_id in cmdline(p)]
+    return [p.pid for p in found]
 
 
 # --------------------------------------------------------------------------
@@ -241,18 +144,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     do not outlive a test process that was SIGKILLed (atexit would not run).
     """
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def _signal_pid(pid: int, sig: int, starttime: int | None) -> None:
-    if starttime is not None and not pid_alive(pid, starttime):
-        return  # gone, or the PID was recycled by an unrelated process
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -321,11 +212,11 @@ class StandaloneCluster:
         self.worker_ports: list[int] = []
         self.startup_seconds: float | None = None
         self.stopped_pids: list[int] = []
-        """PIDs that the last ``stop()`` targeted (for leak assertions)."""
+        """PIDs that ``stop()`` targeted (for leak assertions)."""
 
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._log_files: list[IO[bytes]] = []
-        self._known: dict[int, int] = {}  # pid -> starttime, ever seen by us
+        self._known: dict[int, psutil.Process] = {}  # every process ever seen by us
         self._lock = threading.RLock()
         self._started = False
         self._stopped = False
@@ -360,9 +251,14 @@ class StandaloneCluster:
         return [p.pid for p in self._procs.values()]
 
     @property
-    def known_pids(self) -> dict[int, int]:
-        """Every PID the cluster has started or observed -> its starttime."""
-        return dict(self._known)
+    def known_processes(self) -> list[psutil.Process]:
+        """Every process the cluster has started or observed (live or not)."""
+        return list(self._known.values())
+
+    @property
+    def known_pids(self) -> set[int]:
+        """PIDs of :attr:`known_processes`."""
+        return set(self._known)
 
     @property
     def log_dir(self) -> Path:
@@ -436,16 +332,14 @@ class StandaloneCluster:
         finally:
             self._cleanup_tmp()
 
-    def note_pids(self, pids: Iterable[int]) -> None:
-        """Remember *pids* (with their starttime) as belonging to this cluster."""
-        for pid in pids:
-            stat = _read_stat(pid)
-            if stat is not None:
-                self._known[pid] = stat[3]
+    def note(self, procs: Iterable[psutil.Process]) -> None:
+        """Remember *procs* as belonging to this cluster (``stop()`` kills them)."""
+        for proc in procs:
+            self._known.setdefault(proc.pid, proc)
 
     def leftover_pids(self) -> list[int]:
-        """Known PIDs (started or observed) that are still alive."""
-        return sorted(p for p, start in self._known.items() if pid_alive(p, start))
+        """Known processes (started or observed) that are still alive."""
+        return sorted(pid for pid, proc in self._known.items() if alive(proc))
 
     def log_tail(self, lines: int = 40) -> str:
         """Tails of the daemon logs and of any executor stderr files."""
@@ -557,7 +451,9 @@ class StandaloneCluster:
             preexec_fn=_die_with_parent,
         )
         self._procs[name] = proc
-        self.note_pids([proc.pid])
+        started = process(proc.pid)
+        if started is not None:
+            self.note([started])
 
     def _master_state(self) -> dict[str, Any] | None:
         """The master's ``/json/`` state, or None while the UI is not up."""
@@ -607,7 +503,7 @@ class StandaloneCluster:
                 )
             time.sleep(0.2)
 
-    def _victims(self) -> dict[int, int]:
+    def _victims(self) -> dict[int, psutil.Process]:
         """Everything to kill: daemons, their descendants and known strays.
 
         Strays are processes that lost their parent (re-parented to PID 1)
@@ -618,48 +514,43 @@ class StandaloneCluster:
         me = os.getpid()
         pgids = set(self.daemon_pids)
         tmp = str(self.tmp_dir) if self.tmp_dir is not None else None
-        victims = {p: s for p, s in self._known.items() if pid_alive(p, s)}
-        for pid, (state, _ppid, pgid, start) in _process_table().items():
-            if pid == me or state in ("Z", "X"):
+        victims = {pid: p for pid, p in self._known.items() if alive(p)}
+        for proc in psutil.process_iter():
+            if proc.pid == me or proc.pid in victims or not alive(proc):
                 continue
-            if pgid in pgids:
-                victims[pid] = start
+            if pgid(proc) in pgids:
+                victims[proc.pid] = proc
             elif tmp is not None:
-                with contextlib.suppress(OSError):
-                    cwd = os.readlink(f"/proc/{pid}/cwd")
+                with contextlib.suppress(psutil.Error):
+                    cwd = proc.cwd()
                     if cwd == tmp or cwd.startswith(tmp + os.sep):
-                        victims[pid] = start
-        for pid in descendant_pids(self.daemon_pids):
-            stat = _read_stat(pid)
-            if stat is not None:
-                victims[pid] = stat[3]
+                        victims[proc.pid] = proc
+        for proc in descendants(self.daemon_pids):
+            victims.setdefault(proc.pid, proc)
         victims.pop(me, None)
         return victims
 
     def _kill_all(self) -> list[int]:
-        """Terminate (then kill) all cluster processes; return their PIDs."""
+        """Terminate (then kill) all cluster processes, each by its PID; return the PIDs."""
         victims = self._victims()
-        self._known.update(victims)
-        pgids = [p.pid for p in self._procs.values() if p.poll() is None]
+        self.note(victims.values())
         for sig, grace in ((signal.SIGTERM, self.term_grace), (signal.SIGKILL, 5.0)):
-            for pgid in pgids:
-                _signal_group(pgid, sig)
-            for pid, start in victims.items():
-                _signal_pid(pid, sig, start)
+            for proc in victims.values():
+                signal_pid(proc, sig)
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
-                for proc in self._procs.values():
-                    proc.poll()  # reap our direct children
-                if not any(pid_alive(p, s) for p, s in victims.items()):
+                for child in self._procs.values():
+                    child.poll()  # reap our direct children
+                if not any(alive(p) for p in victims.values()):
                     break
                 time.sleep(0.1)
             # Workers may have spawned something while shutting down.
             fresh = self._victims()
-            self._known.update(fresh)
+            self.note(fresh.values())
             victims.update(fresh)
-        for proc in self._procs.values():
+        for child in self._procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1.0)
+                child.wait(timeout=1.0)
         for log in self._log_files:
             log.close()
         self._log_files.clear()
@@ -691,11 +582,14 @@ def driver_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     ``PYSPARK_PYTHON`` matters: the *driver's* value decides which Python the
     executors launch (default ``python3`` from PATH, not this venv).
     ``PYSPARK_SUBMIT_ARGS`` is dropped: a ``--master local[...]`` in it would
-    fight the cluster's master URL.
+    fight the cluster's master URL. The repository root leads ``PYTHONPATH``, so
+    ``python -m tests.<module>`` works.
     """
     env = dict(os.environ)
     env.pop("PYSPARK_SUBMIT_ARGS", None)
+    path = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env.update(
+        PYTHONPATH=os.pathsep.join(path),
         SPARK_LOCAL_IP=LOOPBACK,
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
@@ -711,15 +605,16 @@ class DriverProcess:
 
     The child reports progress with :func:`emit` (stdout lines starting with
     :data:`EVENT_PREFIX`) and may block in :func:`wait_for_parent` until the
-    parent calls :meth:`send`. The child gets its own process group, so
-    :meth:`close` also kills its py4j driver JVM. The child's temp files
+    parent calls :meth:`send`. The child gets its own process group; :meth:`close`
+    kills the child, its py4j driver JVM and anything else in that group, each by
+    its PID. It runs in :data:`ROOT` unless *cwd* says otherwise. The child's temp files
     (``TMPDIR``, ``java.io.tmpdir``) live in :attr:`scratch_dir`, removed by
     :meth:`close`; its stderr (Spark logs) goes to ``stderr.log`` there, and
     the tail is included in every :class:`DriverProcessError`.
 
     Example::
 
-        with DriverProcess([SCRIPT, "sum", cluster.master_url]) as drv:
+        with DriverProcess(["-m", DRIVER_MODULE, "sum", cluster.master_url]) as drv:
             event = drv.wait_event("sum", timeout=120)
     """
 
@@ -743,13 +638,15 @@ class DriverProcess:
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stdout_lines: collections.deque[str] = collections.deque(maxlen=200)
         """Last non-event stdout lines of the child (diagnostics)."""
+        self.received: dict[str, dict[str, Any]] = {}
+        """The last payload :meth:`wait_event` returned for each event name."""
         self.proc = subprocess.Popen(
             [sys.executable, *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=child_env,
-            cwd=cwd,
+            cwd=ROOT if cwd is None else cwd,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -803,6 +700,7 @@ class DriverProcess:
             if event.get("event") == "error":
                 raise self._fail(f"driver error:\n{event.get('traceback')}")
             if event.get("event") == name:
+                self.received[name] = event
                 return event
 
     def send(self, line: str = "continue") -> None:
@@ -819,16 +717,18 @@ class DriverProcess:
             raise self._fail(f"driver still running after {timeout}s") from None
 
     def close(self, grace: float = 5.0) -> None:
-        """Kill the child's process group (SIGTERM, then SIGKILL); idempotent."""
+        """Kill the child and its process group (SIGTERM, then SIGKILL), each by PID;
+        idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=grace)
-        # The py4j JVM may outlive its parent briefly; take the whole group.
-        _signal_group(self.proc.pid, signal.SIGKILL)
+        # The py4j JVM may outlive its parent briefly: take the child's descendants and
+        # whatever else is left in its process group.
+        members = {p.pid: p for p in [*group(self.proc.pid), *descendants([self.proc.pid])]}
+        child = process(self.proc.pid)
+        if child is not None:
+            members[child.pid] = child
+        kill_by_pid(members.values(), grace)
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
@@ -935,24 +835,26 @@ def wait_for_executors(sc: SparkContext, count: int, timeout: float = 90.0) -> N
         time.sleep(0.2)
 
 
-def _slow_square(x: int) -> int:
-    time.sleep(0.05)
+def _square_after(x: int, gate: str) -> int:
+    """``x * x`` once the file *gate* exists (the parent creates it)."""
+    while not os.path.exists(gate):
+        time.sleep(0.01)
     return x * x
 
 
-def _scenario_sum(master_url: str) -> None:
+def _scenario_sum(master_url: str, gate: str | None = None) -> None:
     """Sum of squares; then hold the session until the parent says go."""
     spark = build_session(master_url, "smoke-sum")
     sc = spark.sparkContext
     wait_for_executors(sc, 2)
     value = sc.parallelize(range(1000), 4).map(lambda x: x * x).sum()
-    emit("sum", value=value, expected=sum(x * x for x in range(1000)))
+    emit("sum", value=value, expected=sum(x * x for x in range(1000)), app_id=sc.applicationId)
     wait_for_parent()  # parent inspects executors while the app is alive
     spark.stop()
     emit("stopped")
 
 
-def _failed_tasks(sc: SparkContext, job_group: str) -> int:
+def failed_tasks(sc: SparkContext, job_group: str) -> int:
     """Failed task attempts (e.g. lost with their executor) in *job_group*."""
     tracker = sc.statusTracker()
     failed = 0
@@ -964,21 +866,24 @@ def _failed_tasks(sc: SparkContext, job_group: str) -> int:
     return failed
 
 
-def _scenario_slow(master_url: str) -> None:
-    """A ~5 s job during which the parent kills an executor."""
+def _scenario_slow(master_url: str, gate: str | None = None) -> None:
+    """A job whose tasks wait for the file *gate*: the parent kills an executor while they
+    run, then creates the file."""
+    if gate is None:
+        raise ValueError("the slow scenario needs --gate")
     spark = build_session(master_url, "smoke-slow")
     sc = spark.sparkContext
     wait_for_executors(sc, 2)
     sc.setJobGroup("slow", "job that loses an executor")
-    emit("slow_start")
+    emit("slow_start", app_id=sc.applicationId)
     t0 = time.monotonic()
-    value = sc.parallelize(range(200), 8).map(_slow_square).sum()
+    value = sc.parallelize(range(200), 8).map(partial(_square_after, gate=gate)).sum()
     emit(
         "slow",
         value=value,
         expected=sum(x * x for x in range(200)),
         seconds=time.monotonic() - t0,
-        failed_tasks=_failed_tasks(sc, "slow"),
+        failed_tasks=failed_tasks(sc, "slow"),
     )
     spark.stop()
     emit("stopped")
@@ -988,22 +893,19 @@ _SCENARIOS = {"sum": _scenario_sum, "slow": _scenario_slow}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the driver child: ``spark_cluster.py SCENARIO MASTER``."""
+    """Entry point of the driver child: ``-m tests.spark_cluster SCENARIO MASTER [--gate F]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(_SCENARIOS))
     parser.add_argument("master_url")
+    parser.add_argument("--gate", help="file the slow scenario's tasks wait for")
     args = parser.parse_args(argv)
     claim_stdout_for_events()
     try:
-        _SCENARIOS[args.scenario](args.master_url)
+        _SCENARIOS[args.scenario](args.master_url, args.gate)
     except BaseException:
         emit("error", traceback=traceback.format_exc())
         return 1
     return 0
-
-
-SCRIPT = str(Path(__file__).resolve())
-"""Path of this file, to run as a driver child (``DriverProcess([SCRIPT, ...])``)."""
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 loopback, started by the tests), including faults: an executor JVM or a Python worker killed
 with SIGKILL in the middle of a fit.
 
-The cluster-side driver runs in a child process (this process already owns the suite's local
-SparkContext): ``python -m tests.test_cluster serve MASTER_URL`` starts a SparkSession on the
+The cluster is the suite's one (the ``cluster`` fixture of tests/conftest.py, shared with
+tests/test_spark_cluster_smoke.py). The cluster-side driver runs in a child process (this
+process already owns the suite's local SparkContext): ``python -m tests.test_cluster serve
+MASTER_URL`` starts a SparkSession on the
 cluster, reports ``ready``, then runs one JSON command per stdin line and reports the result
 as an event (see :func:`serve`). The local references are computed in this process with the
 ``spark`` fixture (local[2,4]) on the same rows in the same two partitions, so the centers must
@@ -23,112 +25,38 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import VectorAssembler
-from pyspark.ml.linalg import Vectors, VectorUDT
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
+from pyspark.sql import SparkSession
 
 from sparkml_lloyd import LloydKMeans, LloydKMeansModel
+from sparkml_lloyd._blockstore import owner_pid
+from tests.fits import STAIRCASE_PARAMS, STEPS, fit_result, frame
 from tests.helpers import relative_difference
 from tests.leaks import host_block_files
+from tests.procs import alive, descendants, mapped_files, process, python_worker_pids
 from tests.spark_cluster import (
     DriverProcess,
     StandaloneCluster,
     build_session,
     claim_stdout_for_events,
-    driver_env,
     emit,
     executor_pids,
-    pid_alive,
-    python_worker_pids,
+    failed_tasks,
     wait_for_executors,
 )
 
 pytestmark = pytest.mark.cluster
 
-ROOT = Path(__file__).resolve().parents[1]
 DRIVER_TIMEOUT = 300.0
-PARTITIONS = 2
-#: Iteration at which the fault tests kill something; the staircase fit runs STEPS.
-KILL_AT_ITERATION = 5
-STEPS = 60
+#: Iteration at which the fault tests kill something (the staircase fit runs STEPS): late, so
+#: that few iterations run after it, each as one Spark job (the fallback is the same at any
+#: iteration).
+KILL_AT_ITERATION = STEPS - 5
 
 
-# -- data, built the same way in both processes ---------------------------------------------
-
-
-def blob_rows() -> list[tuple[int, list[float]]]:
-    """600 points around 4 centers in 3-D (fixed seed)."""
-    rng = np.random.default_rng(11)
-    means = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 7.0, -1.0], [5.0, 6.0, 5.0]])
-    x = np.vstack([m + rng.normal(size=(150, 3)) for m in means])
-    return [(i, [float(v) for v in row]) for i, row in enumerate(x)]
-
-
-def staircase(
-    n: int, far: float = 1000.0, heavy: float = 1e9, copies: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """1-D weighted points on which Lloyd (k=2, centers starting at 0 and ``far``, tol=0)
-    moves exactly one point from cluster 2 to cluster 1 per iteration: n iterations.
-
-    Point m (m >= 2) lies halfway between the boundaries (mean of cluster 1 + mean of
-    cluster 2) / 2 when cluster 1 holds m - 1 and m points; a point of weight ``heavy`` at
-    ``far`` keeps cluster 2's mean almost fixed. The exact mean of cluster 2 depends on the
-    later points, so the construction is repeated until it is self-consistent. Consecutive
-    points are > 0.05 apart for n <= 320, far above rounding, so every partitioning and
-    summation order takes the same steps. The heavy point may be split into ``copies`` rows
-    of weight ``heavy / copies`` (the same clusters, more data).
-    """
-
-    def build(mean2: Any) -> np.ndarray:
-        x = [0.0]
-
-        def boundary(m: int) -> float:
-            return (float(np.mean(x[:m])) + mean2(m)) / 2
-
-        x.append(boundary(1) / 2)
-        for m in range(2, n):
-            low, high = boundary(m - 1), boundary(m)
-            x.append(low + 0.5 * (high - low))
-        return np.array(x)
-
-    x = build(lambda m: far)
-    for _ in range(5):
-        x = build(lambda m, x=x: (heavy * far + x[m:].sum()) / (heavy + len(x) - m))
-    weights = np.append(np.ones(n), np.full(copies, heavy / copies))
-    return np.append(x, np.full(copies, far)), weights
-
-
-def frame(
-    spark: SparkSession, name: str, points: tuple[np.ndarray, np.ndarray] | None = None
-) -> DataFrame:
-    """The named dataset as ``id, features (vector)[, weight]`` in PARTITIONS slices
-    (``points``: the staircase's points and weights, instead of ``staircase(STEPS)``)."""
-    schema = [T.StructField("id", T.LongType()), T.StructField("features", VectorUDT())]
-    if name == "blobs":
-        rows: list[tuple[Any, ...]] = [(i, Vectors.dense(v)) for i, v in blob_rows()]
-    elif name == "staircase":
-        x, w = points if points is not None else staircase(STEPS)
-        rows = [(i, Vectors.dense([x[i]]), float(w[i])) for i in range(len(x))]
-        schema.append(T.StructField("weight", T.DoubleType()))
-    elif name == "raw":  # the blobs as plain columns, for a VectorAssembler
-        rows = [(i, *v) for i, v in blob_rows()]
-        schema = [T.StructField("id", T.LongType())] + [
-            T.StructField(c, T.DoubleType()) for c in "abc"
-        ]
-    else:
-        raise ValueError(name)
-    rdd = spark.sparkContext.parallelize(rows, PARTITIONS)
-    return spark.createDataFrame(rdd, T.StructType(schema))
-
-
-STAIRCASE_PARAMS: dict[str, Any] = {
-    "k": 2, "weightCol": "weight", "initialCenters": [[0.0], [1000.0]], "maxIter": 500,
-    "tol": 0.0,
-}
+# -- the child: a driver on the cluster ------------------------------------------------------
 
 
 def pipeline() -> Pipeline:
@@ -137,30 +65,6 @@ def pipeline() -> Pipeline:
         VectorAssembler(inputCols=["a", "b", "c"], outputCol="features"),
         LloydKMeans(k=4, seed=7),
     ])
-
-
-def fit_result(model: LloydKMeansModel) -> dict[str, Any]:
-    """What a fit is compared by: its centers, iteration count and cost."""
-    return {
-        "centers": [c.tolist() for c in model.clusterCenters()],
-        "num_iter": model.summary.numIter,
-        "cost": model.summary.trainingCost,
-    }
-
-
-# -- the child: a driver on the cluster ------------------------------------------------------
-
-
-def _failed_tasks(spark: SparkSession, group: str) -> int:
-    """Failed task attempts (lost with their executor or Python worker) in a job group."""
-    tracker = spark.sparkContext.statusTracker()
-    failed = 0
-    for job_id in tracker.getJobIdsForGroup(group):
-        job = tracker.getJobInfo(job_id)
-        for stage_id in job.stageIds if job is not None else ():
-            stage = tracker.getStageInfo(stage_id)
-            failed += stage.numFailedTasks if stage is not None else 0
-    return failed
 
 
 class _IterationEvents(logging.Handler):
@@ -206,7 +110,7 @@ def _run(spark: SparkSession, command: dict[str, Any], events: _IterationEvents)
         finally:
             events.wanted, events.resume_file = set(), None
         emit("fit", started=started, finished=time.monotonic(),
-             failed_tasks=_failed_tasks(spark, tag),
+             failed_tasks=failed_tasks(sc, tag),
              jobs=len(sc.statusTracker().getJobIdsForGroup(tag)),
              loop_fallbacks=events.loop_fallbacks, **fit_result(model))
     elif command["cmd"] == "pipeline":
@@ -227,7 +131,7 @@ def serve(master_url: str) -> None:
     events = _IterationEvents()
     logging.getLogger("sparkml_lloyd").addHandler(events)
     wait_for_executors(spark.sparkContext, 2)
-    emit("ready", pid=os.getpid())
+    emit("ready", pid=os.getpid(), app_id=spark.sparkContext.applicationId)
     for line in sys.stdin:
         command = json.loads(line)
         if command["cmd"] == "stop":
@@ -244,18 +148,10 @@ def serve(master_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[StandaloneCluster]:
-    """A master and two 1-core workers on 127.0.0.1, killed at the end of the module."""
-    with StandaloneCluster(num_workers=2) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def driver(cluster: StandaloneCluster) -> Iterator[DriverProcess]:
     """The cluster-side driver (a child process), shared by the module's tests."""
-    env = driver_env({"PYTHONPATH": str(ROOT)})
     argv = ["-m", "tests.test_cluster", "serve", cluster.master_url]
-    with DriverProcess(argv, env=env, cwd=ROOT) as child:
+    with DriverProcess(argv) as child:
         child.wait_event("ready", timeout=DRIVER_TIMEOUT)
         yield child
         child.send(json.dumps({"cmd": "stop"}))
@@ -272,7 +168,7 @@ def _command(driver: DriverProcess, event: str, **command: Any) -> dict[str, Any
 def _assert_no_block_files(cluster: StandaloneCluster) -> None:
     """No host-local block file of any executor this cluster ever ran is left."""
     executor_pids(cluster)  # note the current ones
-    assert host_block_files(set(cluster.known_pids)) == []
+    assert host_block_files(cluster.known_pids) == []
 
 
 def _local(spark: SparkSession, params: dict[str, Any], data: str) -> dict[str, Any]:
@@ -335,23 +231,16 @@ def test_the_cluster_fit_iterates_in_the_executor_loop(
     _assert_no_block_files(cluster)
 
 
-def _state(pid: int) -> str:
-    """The process state letter of ``pid`` (``R`` running, ``S`` sleeping; ``X`` gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return "X"
-    return raw[raw.rfind(b")") + 2:].split()[0].decode()
-
-
 def _kill_during_fit(
     cluster: StandaloneCluster, driver: DriverProcess, choose: Any, tmp_path: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the staircase fit on the cluster; the driver holds still at iteration
     KILL_AT_ITERATION (the executor loop's tasks are running, waiting for the next pass)
-    while this process SIGKILLs the process ``choose(cluster)`` returns, then lets it go on.
-    Returns (fit event, kill record)."""
+    while this process SIGKILLs the process ``choose(cluster, app_id)`` returns (one of the
+    driver's application), waits until it and its descendants are gone (an executor's Python
+    workers outlive it by up to a second: they die when their daemon sees the JVM go; resumed
+    before that, the fit could finish its last passes on an orphaned worker), then lets the
+    fit go on. Returns (fit event, kill record)."""
     killed: dict[str, Any] = {}
     resume = tmp_path / "resume"
     driver.send(json.dumps({"cmd": "fit", "data": "staircase", "params": STAIRCASE_PARAMS,
@@ -361,17 +250,21 @@ def _kill_during_fit(
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            pid = choose(cluster)
-            if pid is not None:
-                killed.update(pid=pid, state=_state(pid), at=time.monotonic())
-                os.kill(pid, signal.SIGKILL)
+            pid = choose(cluster, driver.received["ready"]["app_id"])
+            victim = process(pid) if pid is not None else None
+            if victim is not None:
+                doomed = [victim, *descendants([pid])]
+                killed.update(pid=pid, status=victim.status(), at=time.monotonic())
+                victim.send_signal(signal.SIGKILL)
+                while any(alive(p) for p in doomed) and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 break
             time.sleep(0.005)
     finally:
         resume.touch()
     event = driver.wait_event("fit", timeout=DRIVER_TIMEOUT)
     assert "pid" in killed, "nothing was killed"
-    assert not pid_alive(killed["pid"])
+    assert process(killed["pid"]) is None
     return event, killed
 
 
@@ -383,7 +276,7 @@ def test_fit_survives_the_loss_of_an_executor(
     recomputes them from the lineage and retries; the fit ends with the same centers and
     iteration count as the undisturbed run."""
     event, killed = _kill_during_fit(
-        cluster, driver, lambda c: next(iter(executor_pids(c)), None), tmp_path
+        cluster, driver, lambda c, app: next(iter(executor_pids(c, app)), None), tmp_path
     )
     print(f"killed executor {killed}; fit: {event['finished'] - event['started']:.1f} s, "
           f"{event['failed_tasks']} failed tasks")
@@ -393,19 +286,13 @@ def test_fit_survives_the_loss_of_an_executor(
     _assert_no_block_files(cluster)
 
 
-def _a_python_worker(cluster: StandaloneCluster) -> int | None:
+def _a_python_worker(cluster: StandaloneCluster, app_id: str) -> int | None:
     """A Python worker of an executor that runs an executor loop's task: the one that has a
     block file of the fit mapped (the loop's task keeps its blocks mapped while it serves;
     an idle worker, e.g. the one that wrote the blocks, does not)."""
-    from sparkml_lloyd._blockstore import PREFIX
-
-    for pid in python_worker_pids(executor_pids(cluster), kind="worker"):
-        try:
-            with open(f"/proc/{pid}/maps") as maps:
-                if f"/{PREFIX}" in maps.read():
-                    return pid
-        except OSError:
-            continue
+    for pid in python_worker_pids(executor_pids(cluster, app_id), kind="worker"):
+        if any(owner_pid(path) is not None for path in mapped_files(pid)):
+            return pid
     return None
 
 

@@ -9,19 +9,19 @@ from pyspark.ml.linalg import SparseVector, Vectors
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from sklearn.cluster import KMeans as SkKMeans
-from sklearn.datasets import make_blobs
 
 from sparkml_lloyd import LloydKMeans, LloydKMeansModel
-from tests.helpers import make_df, relative_difference
+from tests.helpers import blobs, make_df, relative_difference, sklearn_lloyd
 
 SHARED_PARAMS = ["featuresCol", "predictionCol", "k", "maxIter", "tol", "initMode",
                  "initSteps", "distanceMeasure", "weightCol"]
 
 
 @pytest.fixture(scope="module")
-def blobs(spark):
-    X, _y = make_blobs(n_samples=900, centers=4, n_features=3, random_state=3)
-    return X, make_df(spark, X)
+def four_blobs(spark):
+    """900 points in 4 well separated blobs in 3-D, and their DataFrame."""
+    X, _, df = blobs(spark, n_samples=900, centers=4, n_features=3, random_state=3)
+    return X, df
 
 
 def persistent_rdds(spark):
@@ -59,14 +59,13 @@ def test_constructor_setters_getters_and_copy():
     assert km.getK() == 4 and km.getMaxIter() == 1
 
 
-def test_transform_adds_an_integer_prediction_matching_sklearn(spark, blobs):
-    X, df = blobs
+def test_transform_adds_an_integer_prediction_matching_sklearn(spark, four_blobs):
+    X, df = four_blobs
     model = LloydKMeans(k=4, initialCenters=X[:4], maxIter=5, tol=0.0).fit(df)
     out = model.transform(df)
     assert out.schema["prediction"].dataType == T.IntegerType()
     assert out.columns == [*df.columns, "prediction"]
-    sk = SkKMeans(n_clusters=4, init=X[:4], n_init=1, max_iter=5, tol=0.0,
-                  algorithm="lloyd").fit(X)
+    sk = sklearn_lloyd(X, X[:4], 5)
     got = [r.prediction for r in out.orderBy("id").collect()]
     assert got == sk.predict(X).tolist()
     assert [model.predict(Vectors.dense(x)) for x in X[:20]] == sk.predict(X[:20]).tolist()
@@ -74,8 +73,8 @@ def test_transform_adds_an_integer_prediction_matching_sklearn(spark, blobs):
     assert all(isinstance(c, np.ndarray) for c in model.clusterCenters())
 
 
-def test_summary_fields(blobs):
-    X, df = blobs
+def test_summary_fields(four_blobs):
+    X, df = four_blobs
     model = LloydKMeans(k=4, initialCenters=X[:4], maxIter=4, tol=0.0).fit(df)
     s = model.summary
     assert model.hasSummary and s.k == 4 and s.numIter == 4
@@ -93,8 +92,8 @@ def test_summary_fields(blobs):
     assert not model.copy().hasSummary
 
 
-def test_array_columns_and_sparse_vectors_give_the_same_centers(spark, blobs):
-    X, df = blobs
+def test_array_columns_and_sparse_vectors_give_the_same_centers(spark, four_blobs):
+    X, df = four_blobs
     est = LloydKMeans(k=4, initialCenters=X[:4], maxIter=6, tol=0.0)
     reference = np.array(est.fit(df).clusterCenters())
     arrays = make_df(spark, X, vector=False)
@@ -104,14 +103,12 @@ def test_array_columns_and_sparse_vectors_give_the_same_centers(spark, blobs):
           if i % 2 else Vectors.dense(x)) for i, x in enumerate(X)], ["id", "features"])
     assert relative_difference(est.fit(arrays).clusterCenters(), reference) <= 1e-12
     X32 = X.astype(np.float32).astype(np.float64)
-    sk32 = SkKMeans(n_clusters=4, init=X32[:4], n_init=1, max_iter=6, tol=0.0,
-                    algorithm="lloyd").fit(X32)
+    sk32 = sklearn_lloyd(X32, X32[:4], 6)
     ours32 = LloydKMeans(k=4, initialCenters=X32[:4], maxIter=6, tol=0.0).fit(floats)
     assert relative_difference(ours32.clusterCenters(), sk32.cluster_centers_) <= 1e-9
     Xs = X.copy()
     Xs[1::2, 1] = 0.0  # what the sparse rows hold
-    sks = SkKMeans(n_clusters=4, init=Xs[:4], n_init=1, max_iter=6, tol=0.0,
-                   algorithm="lloyd").fit(Xs)
+    sks = sklearn_lloyd(Xs, Xs[:4], 6)
     ours_s = LloydKMeans(k=4, initialCenters=Xs[:4], maxIter=6, tol=0.0).fit(sparse)
     assert relative_difference(ours_s.clusterCenters(), sks.cluster_centers_) <= 1e-9
 
@@ -129,8 +126,8 @@ def test_an_empty_cluster_keeps_its_center(spark):
 
 
 @pytest.mark.parametrize("init_mode", ["k-means||", "random"])
-def test_seeded_init_is_reproducible_and_finds_the_blobs(spark, blobs, init_mode):
-    X, df = blobs
+def test_seeded_init_is_reproducible_and_finds_the_blobs(spark, four_blobs, init_mode):
+    X, df = four_blobs
     fit = lambda seed: LloydKMeans(k=4, seed=seed, initMode=init_mode).fit(df)  # noqa: E731
     a, b, c = fit(11), fit(11), fit(12)
     assert np.array_equal(np.array(a.clusterCenters()), np.array(b.clusterCenters()))
@@ -143,8 +140,8 @@ def test_seeded_init_is_reproducible_and_finds_the_blobs(spark, blobs, init_mode
         assert a.summary.trainingCost == pytest.approx(best, rel=1e-6)
 
 
-def test_fit_releases_everything_it_cached(spark, blobs):
-    _X, df = blobs
+def test_fit_releases_everything_it_cached(spark, four_blobs):
+    _X, df = four_blobs
     before = persistent_rdds(spark)
     LloydKMeans(k=4, seed=1).fit(df)
     assert persistent_rdds(spark) == before
@@ -161,21 +158,21 @@ def test_null_features_give_a_null_prediction_under_keep(spark):
 
 
 def test_cosine_distance_matches_sklearn_on_normalised_data(spark):
-    X, _ = make_blobs(n_samples=800, centers=3, n_features=4, random_state=5, center_box=(1, 20))
+    X, _, df = blobs(spark, n_samples=800, centers=3, n_features=4, random_state=5,
+                     center_box=(1, 20))
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
     ours = LloydKMeans(k=3, initialCenters=X[:3], maxIter=1, tol=0.0,
-                       distanceMeasure="cosine").fit(make_df(spark, X))
+                       distanceMeasure="cosine").fit(df)
     # one cosine iteration = one Euclidean iteration on unit vectors, then normalise
-    sk = SkKMeans(n_clusters=3, init=Xn[:3], n_init=1, max_iter=1, tol=0.0,
-                  algorithm="lloyd").fit(Xn)
+    sk = sklearn_lloyd(Xn, Xn[:3], 1)
     expected = sk.cluster_centers_ / np.linalg.norm(sk.cluster_centers_, axis=1, keepdims=True)
     assert relative_difference(ours.clusterCenters(), expected) <= 1e-9
 
 
-def test_to_spark_model_is_the_builtin_with_the_same_centers(tmp_path, spark, blobs):
+def test_to_spark_model_is_the_builtin_with_the_same_centers(tmp_path, spark, four_blobs):
     from pyspark.ml.clustering import KMeansModel
 
-    X, df = blobs
+    X, df = four_blobs
     model = LloydKMeans(k=4, initialCenters=X[:4], maxIter=5, tol=0.0).fit(df)
     builtin = model.toSparkModel()
     assert isinstance(builtin, KMeansModel)

@@ -18,8 +18,8 @@ from sklearn.datasets import make_blobs
 
 from sparkml_lloyd import LloydKMeans
 from sparkml_lloyd._transport import CONF_LOOP, CONF_LOOP_TIMEOUT
+from tests.fits import STAIRCASE_PARAMS, frame
 from tests.helpers import make_df
-from tests.test_cluster import STAIRCASE_PARAMS, frame
 
 
 @contextmanager

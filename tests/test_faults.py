@@ -3,17 +3,20 @@ and determinism. (Killed executors and Python workers: tests/test_cluster.py.)""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from sparkml_lloyd import LloydKMeans
 from sparkml_lloyd._transport import CONF_LOOP
+from tests.fits import STAIRCASE_PARAMS, fit_result, frame, staircase
 from tests.leaks import (
     block_ids,
     collect_jvm_garbage,
@@ -21,12 +24,13 @@ from tests.leaks import (
     footprint_after,
     jvm_heap_used_mb,
     jvm_pid,
-    python_rss_mb,
 )
-from tests.spark_cluster import python_worker_pids
-from tests.test_cluster import STAIRCASE_PARAMS, fit_result, frame, staircase
+from tests.procs import python_worker_pids, rss_mb
 
 LONG_ITERATIONS = 300
+#: Iterations of the staircase fit that runs next to another (a pass is one Spark job when the
+#: executor loop is off: fewer than the usual fit's 60 keep the test short).
+PARALLEL_STEPS = 20
 
 
 def test_the_same_seed_and_partitioning_give_bit_identical_centers(spark: SparkSession) -> None:
@@ -60,12 +64,15 @@ def test_two_fits_in_parallel_threads_do_not_interfere(
 def _two_fits_in_parallel(
     spark: SparkSession, interleaved: bool
 ) -> None:
-    jobs = {
-        "blobs": ({"k": 4, "seed": 2, "maxIter": 25, "tol": 0.0}, "blobs"),
-        "staircase": (STAIRCASE_PARAMS, "staircase"),
+    stairs = staircase(PARALLEL_STEPS)
+    jobs: dict[str, tuple[dict[str, Any], Callable[[], DataFrame]]] = {
+        "blobs": ({"k": 4, "seed": 2, "maxIter": 25, "tol": 0.0},
+                  lambda: frame(spark, "blobs")),
+        "staircase": (STAIRCASE_PARAMS, lambda: frame(spark, "staircase", points=stairs)),
     }
-    sequential = {name: fit_result(LloydKMeans(**p).fit(frame(spark, d)))
-                  for name, (p, d) in jobs.items()}
+    sequential = {name: fit_result(LloydKMeans(**p).fit(data()))
+                  for name, (p, data) in jobs.items()}
+    assert sequential["staircase"]["num_iter"] == PARALLEL_STEPS
     before = footprint(spark)
     running: dict[str, set[str]] = {name: set() for name in jobs}
 
@@ -81,7 +88,7 @@ def _two_fits_in_parallel(
     def run(name: str) -> None:
         """One thread: wait for the other, fit, keep the result (or the error)."""
         params, data = jobs[name]
-        df = frame(spark, data)
+        df = data()
         barrier.wait()
         try:
             estimator = LloydKMeans(**params).setIterationCallback(overlap)
@@ -115,23 +122,12 @@ class Sample:
     worker_rss_mb: float
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MiB (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def _sample(spark: SparkSession) -> Sample:
     """Take a :class:`Sample` (after a JVM garbage collection)."""
     collect_jvm_garbage(spark)
     counts = footprint(spark)
     workers = python_worker_pids([jvm_pid(spark)], kind="worker")
+    assert workers, "no Python worker of this session's JVM was found"
     return Sample(
         persistent_rdds=counts.persistent_rdds,
         rdd_blocks=counts.rdd_blocks,
@@ -139,8 +135,8 @@ def _sample(spark: SparkSession) -> Sample:
         python_broadcasts=counts.python_broadcasts,
         host_block_files=counts.host_block_files,
         jvm_heap_mb=jvm_heap_used_mb(spark),
-        driver_rss_mb=python_rss_mb(),
-        worker_rss_mb=max((_rss_mb(p) for p in workers), default=0.0),
+        driver_rss_mb=rss_mb(os.getpid()),
+        worker_rss_mb=max((rss_mb(p) for p in workers), default=0.0),
     )
 
 
@@ -153,7 +149,7 @@ def test_a_long_fit_holds_a_constant_footprint(
 
     A k-means fit converges, and with tol=0 stops when no point changes cluster, so the test
     needs data on which Lloyd really takes 300 iterations: the "staircase" of
-    tests/test_cluster.py (``staircase``) moves exactly one point per iteration between the
+    tests/fits.py (``staircase``) moves exactly one point per iteration between the
     two clusters, so with 310 points the fit runs all ``maxIter=300`` iterations, honestly,
     without patching anything. Its heavy far point is split into 100,000 rows (1.6 MB of
     features and weights): keeping a copy or a mapping of the blocks per iteration would add

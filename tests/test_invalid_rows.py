@@ -11,6 +11,7 @@ and [0.2, 1] to [1, 0] and [0, 1]).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from pyspark.errors import PySparkException
 from pyspark.ml.linalg import DenseVector, SparseVector, VectorUDT
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkml_lloyd import LloydKMeans, LloydKMeansModel, _predict
@@ -57,11 +59,52 @@ def value(row: list[float | None] | None, column: str) -> Any:
     return SparseVector(len(row), nz, [row[i] for i in nz])
 
 
-def frame(spark: SparkSession, rows: list[Any], column: str) -> DataFrame:
-    dtype = T.ArrayType(T.DoubleType()) if column == "array" else VectorUDT()
-    schema = T.StructType([T.StructField("id", T.IntegerType()),
-                           T.StructField("features", dtype)])
-    return spark.createDataFrame([(i, value(r, column)) for i, r in enumerate(rows)], schema)
+def _key(row: list[float | None] | None) -> str:
+    return repr(row)  # NaN != NaN, but its repr is the same
+
+
+def rows_of(column: str) -> list[Any]:
+    """Every row the tests put in a ``column`` DataFrame, once: the first valid row and pair
+    of each distance, the invalid rows, then the second ones. Split in two partitions, each
+    half holds valid rows, so every partition of a test's DataFrame does (as when each test
+    made its DataFrame from its rows): a partition whose rows are all left out makes the fit
+    recompute it from the source on every pass (correct, but slow)."""
+    first, second = [], []
+    for distance in ("euclidean", "cosine"):
+        pairs = pairs_and_means(distance)[0]
+        first += [VALID[distance][0], *pairs[:2]]
+        second += [*pairs[2:], VALID[distance][1]]
+    invalid = [row for _, row, _, _, columns in INVALID if column in columns]
+    return list({_key(r): r for r in [*first, *invalid, *second]}.values())
+
+
+@pytest.fixture(scope="module")
+def table(spark: SparkSession) -> Iterator[dict[str, DataFrame]]:
+    """Per column type, every row of :func:`rows_of` with its ``key``, cached by one Spark
+    action. The tests' DataFrames are taken from it (:func:`frame`), so their actions run in
+    the JVM alone (a DataFrame made from Python rows sends them through a Python worker on
+    every action, and a failing action is tried 4 times)."""
+    tables = {}
+    for column in COLUMNS:
+        dtype = T.ArrayType(T.DoubleType()) if column == "array" else VectorUDT()
+        schema = T.StructType([T.StructField("key", T.StringType()),
+                               T.StructField("features", dtype)])
+        data = [(_key(r), value(r, column)) for r in rows_of(column)]
+        tables[column] = spark.createDataFrame(data, schema).cache()
+        assert tables[column].count() == len(data)
+    yield tables
+    for df in tables.values():
+        df.unpersist(blocking=True)
+
+
+def frame(table: dict[str, DataFrame], rows: list[Any], column: str) -> DataFrame:
+    """``id, features``: ``rows`` (each a row of :func:`rows_of`) as a ``column`` column,
+    ``id`` their index in ``rows``."""
+    keys = [_key(r) for r in rows]
+    assert len(set(keys)) == len(keys), "a row twice"
+    index = F.array_position(F.array(*[F.lit(k) for k in keys]), F.col("key")) - 1
+    return (table[column].where(F.col("key").isin(keys))
+            .select(index.cast("int").alias("id"), "features"))
 
 
 @pytest.fixture(params=PATHS)
@@ -87,23 +130,23 @@ def _assert_raises_at_the_action(out: DataFrame, words: str) -> None:
 
 
 @pytest.mark.parametrize("name,row,distance,words,column", CASES)
-def test_transform_in_the_jvm_raises_under_error(spark, name, row, distance, words, column):
-    df = frame(spark, [VALID[distance][0], row, VALID[distance][1]], column)
+def test_transform_in_the_jvm_raises_under_error(table, name, row, distance, words, column):
+    df = frame(table, [VALID[distance][0], row, VALID[distance][1]], column)
     out = model(distance, "error").transform(df)
     assert not uses_arrow(out)
     _assert_raises_at_the_action(out, words)
 
 
 @pytest.mark.parametrize("name,row,distance,words,column", CASES)
-def test_the_arrow_udf_raises_under_error(spark, name, row, distance, words, column):
+def test_the_arrow_udf_raises_under_error(table, name, row, distance, words, column):
     """The Arrow path's UDF body on the rows as Spark hands them over (``vector_to_array``,
     the cast of an array): the same message. (Through Spark, a failing Python UDF costs
     seconds of task retries, so one case runs there, below.)"""
     from sparkml_lloyd._predict_arrow import predict_arrow
 
-    df = frame(spark, [VALID[distance][0], row, VALID[distance][1]], column)
-    table = df.orderBy("id").select(*feature_columns(df, "features").values()).toArrow()
-    rows = {name: table.column(name) for name in table.column_names}
+    df = frame(table, [VALID[distance][0], row, VALID[distance][1]], column)
+    arrow = df.orderBy("id").select(*feature_columns(df, "features").values()).toArrow()
+    rows = {name: arrow.column(name) for name in arrow.column_names}
     centers = unit_centers(np.asarray(CENTERS[distance]), distance)
     with pytest.raises(ValueError, match=f"A row of featuresCol='features' {words}"):
         predict_arrow(rows, centers, distance, "error", "features")
@@ -112,9 +155,9 @@ def test_the_arrow_udf_raises_under_error(spark, name, row, distance, words, col
         assert got == [0, None, 1]
 
 
-def test_transform_with_the_arrow_udf_raises_under_error(spark, monkeypatch):
+def test_transform_with_the_arrow_udf_raises_under_error(table, monkeypatch):
     monkeypatch.setattr(_predict, "on_jvm", lambda df: False)
-    df = frame(spark, [VALID["euclidean"][0], [NAN, 1.0]], "sparse")
+    df = frame(table, [VALID["euclidean"][0], [NAN, 1.0]], "sparse")
     out = model("euclidean", "error").transform(df)
     assert uses_arrow(out)
     _assert_raises_at_the_action(out, "has NaN, infinite or null values")
@@ -122,12 +165,12 @@ def test_transform_with_the_arrow_udf_raises_under_error(spark, monkeypatch):
 
 @pytest.mark.parametrize("mode", ["keep", "skip"])
 @pytest.mark.parametrize("column", COLUMNS)
-def test_transform_keeps_or_skips_every_invalid_row(spark, path, column, mode):
+def test_transform_keeps_or_skips_every_invalid_row(table, path, column, mode):
     for distance in ("euclidean", "cosine"):
         invalid = [r for _, r, dist, _, cols in INVALID
                    if column in cols and dist in (distance, "euclidean")]
         rows = [VALID[distance][0], *invalid, VALID[distance][1]]
-        out = model(distance, mode).transform(frame(spark, rows, column))
+        out = model(distance, mode).transform(frame(table, rows, column))
         assert uses_arrow(out) == (path == "arrow")
         got = {r.id: r.prediction for r in out.collect()}
         last = len(rows) - 1
@@ -172,9 +215,9 @@ def pairs_and_means(distance: str) -> tuple[list[list[float]], list[list[float]]
 
 @pytest.mark.parametrize("name,row,distance,words,column", [
     c for c in CASES if "features" not in c.values[3]])
-def test_fit_raises_under_error(spark, name, row, distance, words, column):
+def test_fit_raises_under_error(table, name, row, distance, words, column):
     pairs, centers, _ = pairs_and_means(distance)
-    df = frame(spark, [*pairs[:2], row, *pairs[2:]], column)
+    df = frame(table, [*pairs[:2], row, *pairs[2:]], column)
     with pytest.raises(ValueError, match=f"featuresCol='features' has {FIT_WORDS[words]}"):
         LloydKMeans(k=2, initialCenters=centers, distanceMeasure=distance).fit(df)
 
@@ -182,12 +225,12 @@ def test_fit_raises_under_error(spark, name, row, distance, words, column):
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])
 @pytest.mark.parametrize("mode", ["skip", "keep"])
 @pytest.mark.parametrize("column", COLUMNS)
-def test_fit_leaves_every_invalid_row_out(spark, column, mode, distance):
+def test_fit_leaves_every_invalid_row_out(table, column, mode, distance):
     """The valid pairs with every invalid kind in between: the fit on the four valid rows."""
     pairs, centers, expected = pairs_and_means(distance)
     invalid = [r for _, r, dist, words, cols in INVALID
                if column in cols and dist in (distance, "euclidean") and "features" not in words]
-    df = frame(spark, [*pairs[:2], *invalid, *pairs[2:]], column)
+    df = frame(table, [*pairs[:2], *invalid, *pairs[2:]], column)
     fitted = LloydKMeans(k=2, initialCenters=centers, distanceMeasure=distance,
                          handleInvalid=mode).fit(df)
     assert fitted.summary.clusterSizes == [2, 2]
@@ -199,8 +242,8 @@ def test_fit_leaves_every_invalid_row_out(spark, column, mode, distance):
 
 
 @pytest.mark.parametrize("mode", ["error", "skip", "keep"])
-def test_fit_on_rows_of_several_lengths_is_an_error_whatever_the_mode(spark, mode):
+def test_fit_on_rows_of_several_lengths_is_an_error_whatever_the_mode(table, mode):
     """No row is the wrong one when the data has two lengths: an error of the column."""
-    df = frame(spark, [[1.0, 1.0], [9.0, 9.0], [1.0, 0.0, 2.0]], "dense")
+    df = frame(table, [[1.0, 1.0], [9.0, 9.0], [1.0, 0.0, 2.0]], "dense")
     with pytest.raises(ValueError, match=r"different lengths \[2, 3\]"):
         LloydKMeans(k=2, handleInvalid=mode).fit(df)

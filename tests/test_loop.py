@@ -1,6 +1,6 @@
 """The executor loop's socket protocol (sparkml_lloyd/_loop.py), without Spark: tasks are
 threads here. Spark-level behaviour (same bits as one job per pass, fallback when a worker
-dies) is in tests/test_estimator.py and tests/test_cluster.py."""
+dies) is in tests/test_executor_loop.py and tests/test_cluster.py."""
 
 from __future__ import annotations
 

@@ -5,11 +5,10 @@ import pytest
 from pyspark.mllib.clustering import KMeans as MLlibKMeans
 from pyspark.mllib.clustering import KMeansModel as MLlibKMeansModel
 from pyspark.mllib.linalg import Vectors as MLlibVectors
-from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 
 from sparkml_lloyd import LloydKMeans
-from tests.helpers import make_df, relative_difference
+from tests.helpers import make_df, relative_difference, sklearn_lloyd
 
 CASES = [  # (n, d, k, centers_std, maxIter, random_state)
     (600, 2, 3, 1.5, 1, 0),
@@ -30,8 +29,7 @@ def data(n, d, k, std, seed):
 def test_same_centers_as_scikit_learn(spark, n, d, k, std, max_iter, seed):
     X, C0 = data(n, d, k, std, seed)
     ours = LloydKMeans(k=k, initialCenters=C0, maxIter=max_iter, tol=0.0).fit(make_df(spark, X))
-    sk = SkKMeans(n_clusters=k, init=C0, n_init=1, max_iter=max_iter, tol=0.0,
-                  algorithm="lloyd").fit(X)
+    sk = sklearn_lloyd(X, C0, max_iter)
     assert relative_difference(ours.clusterCenters(), sk.cluster_centers_) <= 1e-9
     assert ours.summary.numIter == sk.n_iter_
     assert ours.summary.trainingCost == pytest.approx(sk.inertia_, rel=1e-9)
@@ -42,8 +40,7 @@ def test_weighted_data_gives_scikit_learn_sample_weight_result(spark):
     w = np.random.default_rng(11).uniform(0.0, 5.0, size=len(X))
     df = make_df(spark, X, weights=w)
     ours = LloydKMeans(k=4, initialCenters=C0, maxIter=15, tol=0.0, weightCol="weight").fit(df)
-    sk = SkKMeans(n_clusters=4, init=C0, n_init=1, max_iter=15, tol=0.0,
-                  algorithm="lloyd").fit(X, sample_weight=w)
+    sk = sklearn_lloyd(X, C0, 15, sample_weight=w)
     assert relative_difference(ours.clusterCenters(), sk.cluster_centers_) <= 1e-9
     assert ours.summary.trainingCost == pytest.approx(sk.inertia_, rel=1e-9)
 
@@ -67,8 +64,7 @@ def test_same_centers_as_spark_mllib(spark, distance, max_iter, tol):
 @pytest.mark.parametrize("partitions", [1, 2, 7])
 def test_result_does_not_depend_on_partitioning(spark, partitions):
     X, C0 = data(3000, 3, 5, 2.0, 5)
-    sk = SkKMeans(n_clusters=5, init=C0, n_init=1, max_iter=10, tol=0.0,
-                  algorithm="lloyd").fit(X)
+    sk = sklearn_lloyd(X, C0, 10)
     df = make_df(spark, X, partitions=partitions)
     ours = LloydKMeans(k=5, initialCenters=C0, maxIter=10, tol=0.0).fit(df)
     assert relative_difference(ours.clusterCenters(), sk.cluster_centers_) <= 1e-9

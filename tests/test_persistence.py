@@ -7,25 +7,25 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
-from sklearn.datasets import make_blobs
 
 from sparkml_lloyd import LloydKMeans, LloydKMeansModel
-from tests.helpers import make_df
+from tests.helpers import blobs
 
 
 @pytest.fixture(scope="module")
-def blobs(spark):
-    X, _ = make_blobs(n_samples=600, centers=3, n_features=2, random_state=4)
-    return X, make_df(spark, X)
+def three_blobs(spark):
+    """600 points in 3 blobs in 2-D, and their DataFrame."""
+    X, _, df = blobs(spark, n_samples=600, centers=3, n_features=2, random_state=4)
+    return X, df
 
 
 @pytest.fixture(scope="module")
-def model(blobs):
-    X, df = blobs
+def model(three_blobs):
+    X, df = three_blobs
     return LloydKMeans(k=3, initialCenters=X[:3], maxIter=10, tol=0.0).fit(df)
 
 
-def test_estimator_round_trip(tmp_path):
+def test_estimator_round_trip(tmp_path, spark):  # saving needs a SparkSession
     km = LloydKMeans(k=4, maxIter=7, tol=0.25, seed=5, initMode="random",
                      distanceMeasure="cosine", initialCenters=[[1.0, 2.0]] * 4)
     path = str(tmp_path / "est")
@@ -37,8 +37,8 @@ def test_estimator_round_trip(tmp_path):
     assert not loaded.isSet(loaded.weightCol)
 
 
-def test_model_round_trip(tmp_path, blobs, model):
-    _, df = blobs
+def test_model_round_trip(tmp_path, three_blobs, model):
+    _, df = three_blobs
     path = str(tmp_path / "model")
     model.write().save(path)
     loaded = LloydKMeansModel.load(path)
@@ -49,8 +49,8 @@ def test_model_round_trip(tmp_path, blobs, model):
     assert_df_equality(loaded.transform(df), model.transform(df), ignore_row_order=True)
 
 
-def test_overwrite_replaces_and_plain_save_refuses(tmp_path, blobs, model):
-    X, df = blobs
+def test_overwrite_replaces_and_plain_save_refuses(tmp_path, three_blobs, model):
+    X, df = three_blobs
     path = str(tmp_path / "m")
     model.save(path)
     other = LloydKMeans(k=2, initialCenters=X[:2], maxIter=1).fit(df)
@@ -62,8 +62,8 @@ def test_overwrite_replaces_and_plain_save_refuses(tmp_path, blobs, model):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary leftovers
 
 
-def test_pipeline_with_assembler_saves_and_loads(tmp_path, spark, blobs):
-    X, _ = blobs
+def test_pipeline_with_assembler_saves_and_loads(tmp_path, spark, three_blobs):
+    X, _ = three_blobs
     raw = spark.createDataFrame([(float(a), float(b)) for a, b in X], ["a", "b"])
     pipeline = Pipeline(stages=[
         VectorAssembler(inputCols=["a", "b"], outputCol="features"),
@@ -80,8 +80,7 @@ def test_pipeline_with_assembler_saves_and_loads(tmp_path, spark, blobs):
 
 
 def test_cross_validator_with_clustering_evaluator(spark):
-    X, _ = make_blobs(n_samples=600, centers=[[0, 0], [12, 0], [0, 12]], random_state=4)
-    df = make_df(spark, X)
+    df = blobs(spark, n_samples=600, centers=[[0, 0], [12, 0], [0, 12]], random_state=4).df
     km = LloydKMeans(seed=1, maxIter=10)
     grid = ParamGridBuilder().addGrid(km.k, [2, 3, 5]).build()
     cv = CrossValidator(estimator=km, estimatorParamMaps=grid,
