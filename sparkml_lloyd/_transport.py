@@ -79,10 +79,13 @@ def _blas_threads() -> Any:
 
 
 def _open_blocks(items: Iterable[tuple]) -> list[Block] | None:
-    """The partition's blocks mapped from this host, or None if any is not here."""
+    """The partition's blocks mapped from this host, or None if any is not here. (A block
+    without a handle had no valid row: nothing was written for it, nothing is missing.)"""
     blocks = []
     for handle, _ in items:
-        block = blockstore.open_block(handle) if handle is not None else None
+        if handle is None:
+            continue
+        block = blockstore.open_block(handle)
         if block is None:
             return None
         blocks.append(block)

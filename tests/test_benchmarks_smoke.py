@@ -169,7 +169,6 @@ def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     first iteration (the probe's iteration callback); outside a probed call the callback does
     nothing. (Only our block files are counted here: earlier tests leave the workers other
     temp files open.)"""
-    import os
 
     import numpy as np
 
@@ -177,13 +176,13 @@ def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     from benchmarks.measure import driver_jvm_pid
     from benchmarks.storage import CacheProbe
     from sparkml_lloyd import IterationRecord, LloydKMeans
-    from sparkml_lloyd._blockstore import PREFIX
+    from sparkml_lloyd._blockstore import owner_pid
     from tests.helpers import make_df
 
     every_file = storage.host_files
     monkeypatch.setattr(storage, "host_files", lambda procs: {
         path: size for path, size in every_file(procs).items()
-        if os.path.basename(path).startswith(PREFIX)})
+        if owner_pid(path) is not None})
 
     X = np.random.default_rng(3).normal(size=(10_000, 2))
     df = make_df(spark, X)

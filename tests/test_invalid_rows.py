@@ -247,3 +247,18 @@ def test_fit_on_rows_of_several_lengths_is_an_error_whatever_the_mode(table, mod
     df = frame(table, [[1.0, 1.0], [9.0, 9.0], [1.0, 0.0, 2.0]], "dense")
     with pytest.raises(ValueError, match=r"different lengths \[2, 3\]"):
         LloydKMeans(k=2, handleInvalid=mode).fit(df)
+
+
+def test_a_partition_of_invalid_rows_only_is_empty_not_missing(spark, caplog):
+    """Under "skip" a partition may keep no row: the executor loop runs on (no "blocks are
+    not on its task's host" fallback) and the fit is the fit of the valid rows."""
+    import logging
+
+    rows = [[0.0, 1.0], [1.0, 0.0], [9.0, 10.0], [10.0, 9.0]] + [[NAN, 1.0]] * 4
+    df = spark.createDataFrame([(DenseVector(r),) for r in rows], ["features"]).coalesce(2)
+    assert df.rdd.getNumPartitions() == 2
+    with caplog.at_level(logging.WARNING, logger="sparkml_lloyd"):
+        fitted = LloydKMeans(k=2, initialCenters=CENTERS["euclidean"], handleInvalid="skip",
+                             tol=0.0).fit(df)
+    assert not [r for r in caplog.records if "executor loop stopped" in r.getMessage()]
+    np.testing.assert_allclose(fitted.clusterCenters(), [[0.5, 0.5], [9.5, 9.5]], rtol=1e-15)
