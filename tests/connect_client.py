@@ -1,12 +1,12 @@
 """A Spark Connect client for the tests, run in its own process (as a user's would be):
-``python -m tests.connect_client URL SCENARIO FOLDER``. It prints one JSON line of results,
+``python -m tests.connect_client URL SCENARIO ARG``. It prints one JSON line of results,
 which tests/test_connect.py compares with independent oracles and with the classic backend.
 
 (A Connect session makes pyspark's ``is_remote()`` true for the whole process, so Connect
 clients do not share the test session's process.)
 
-Scenarios: ``api`` (everything a user does, once each) and ``long`` (a fit of many
-iterations, for the fault tests).
+Scenarios: ``api FOLDER`` (everything a user does, once each; saves under FOLDER) and
+``long COPIES`` (a fit of many iterations, for the fault tests).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def fits() -> dict[str, Any]:
     }
 
 
-def api(spark: Any, folder: str) -> dict[str, Any]:
+def api(spark: Any, folder: str, url: str) -> dict[str, Any]:
     from pyspark.ml import Pipeline, PipelineModel
     from pyspark.ml.evaluation import ClusteringEvaluator
     from pyspark.ml.feature import VectorAssembler
@@ -113,6 +113,7 @@ def api(spark: Any, folder: str) -> dict[str, Any]:
     cv = CrossValidator(estimator=km, estimatorParamMaps=grid, evaluator=ClusteringEvaluator(),
                         numFolds=2, seed=3).fit(df["walk"])
     out["cross validation"] = {"k": cv.bestModel.getK(), "metrics": list(cv.avgMetrics)}
+    out["cli"] = _cli(folder, d["walk"], spark, url)
     bad = spark.createDataFrame([(Vectors.dense([0.0, 1.0]),), (Vectors.dense([np.nan, 1.0]),),
                                  (Vectors.dense([5.0, 5.0]),)], ["features"])
     try:
@@ -126,27 +127,51 @@ def api(spark: Any, folder: str) -> dict[str, Any]:
     return out
 
 
-def long(spark: Any, folder: str) -> dict[str, Any]:
-    """A fit of many iterations (about 10 s here) on a staircase of points where Lloyd moves
-    one point a step: for killing things in the middle of it."""
-    from pyspark.ml.linalg import Vectors
+def _cli(folder: str, points: np.ndarray, spark: Any, url: str) -> dict[str, Any]:
+    """``sparkml-lloyd fit`` and ``predict`` with ``--remote`` (on this process's session)."""
+    from sparkml_lloyd.cli import main
+
+    csv = f"{folder}/points.csv"
+    with open(csv, "w") as f:
+        f.write("x,y\n" + "".join(f"{float(x)!r},{float(y)!r}\n" for x, y in points))
+    fit = main(["fit", csv, "--k", "3", "--tol", "0", "--model-out", f"{folder}/cli-model",
+                "--remote", url])
+    predict = main(["predict", csv, "--model", f"{folder}/cli-model", "--out",
+                    f"{folder}/cli-out.parquet", "--remote", url])
+    rows = spark.read.parquet(f"{folder}/cli-out.parquet").collect()
+    return {"status": [fit, predict], "rows": len(rows),
+            "sizes": sorted(np.bincount([r.prediction for r in rows]).tolist())}
+
+
+def long(spark: Any, copies: str, url: str) -> dict[str, Any]:
+    """A fit of 320 iterations (tests/fits.py's staircase: Lloyd moves one point a step),
+    its heavy point split into ``copies`` rows made on the server: several seconds, for
+    killing things in the middle of it."""
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
 
     from sparkml_lloyd import LloydKMeans
+    from tests.fits import STAIRCASE_PARAMS, staircase
 
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(0, 1, (20000, 4)), rng.normal(3, 1, (20000, 4))])
-    df = spark.createDataFrame([(Vectors.dense(r),) for r in x], ["features"]).repartition(2)
-    model = LloydKMeans(k=8, initialCenters=x[:8], tol=0.0, maxIter=int(folder or 300)).fit(df)
-    return _model(model)
+    x, w = staircase(320)
+    far, heavy = float(x[-1, 0]), float(w[-1])
+    n = int(float(copies))
+    steps = spark.createDataFrame([([float(v)], float(wt)) for v, wt in zip(x[:-1, 0], w[:-1],
+                                                                           strict=True)],
+                                  "f array<double>, weight double")
+    bulk = spark.range(n).select(F.array(F.lit(far)).alias("f"),
+                                 F.lit(heavy / n).alias("weight"))
+    df = steps.unionByName(bulk).select(array_to_vector("f").alias("features"), "weight")
+    return _model(LloydKMeans(**STAIRCASE_PARAMS).fit(df))
 
 
 def main(argv: list[str]) -> int:
     from pyspark.sql import SparkSession
 
-    url, scenario, folder = argv
+    url, scenario, arg = argv
     spark = SparkSession.builder.remote(url).getOrCreate()
     try:
-        result = {"api": api, "long": long}[scenario](spark, folder)
+        result = {"api": api, "long": long}[scenario](spark, arg, url)
     finally:
         spark.stop()
     print("RESULT " + json.dumps(result), flush=True)

@@ -81,7 +81,8 @@ def test_bench_runs_the_runner_as_a_process(checkout, no_spark, argv, forwarded)
 def test_bench_help_is_the_commands_then_the_runners(checkout, capfd):
     assert cli.main(["bench", "--help"]) == 0
     out = capfd.readouterr().out
-    assert out.startswith("usage: sparkml-lloyd bench [-h] [--master URL] [--verbose]\n")
+    assert out.startswith(
+        "usage: sparkml-lloyd bench [-h] [--master URL | --remote URL] [--verbose]\n")
     ours = out.index("python -m benchmarks.run")
     runner = out.index("usage: benchmarks/run.py")
     assert ours < out.index(f"Options of {checkout / 'benchmarks' / 'run.py'}") < runner
@@ -104,3 +105,9 @@ def test_bench_without_a_checkout_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(err) == 1
     assert err[0].startswith("sparkml-lloyd: error: benchmarks/run.py was not found")
     assert "pip install -e ." in err[0]
+
+
+def test_bench_refuses_a_remote_session(capsys):
+    assert cli.main(["--remote", "sc://127.0.0.1:1", "bench"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give --master, not --remote" in err[0]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from sklearn.cluster import KMeans as SkKMeans
 
 from sparkml_lloyd import LloydKMeans
+from sparkml_lloyd._blockstore import block_files
 from tests import connect_client as client
 from tests.connect_server import ConnectServer
 from tests.helpers import relative_difference
@@ -97,6 +100,90 @@ def test_save_load_pipeline_and_cross_validation(api):
     assert len(api["cross validation"]["metrics"]) == 3
 
 
+def test_the_command_line_with_remote(api):
+    """sparkml-lloyd fit/predict --remote: the walkthrough's points, three clusters of 500."""
+    assert api["cli"] == {"status": [0, 0], "rows": 1500, "sizes": [500, 500, 500]}
+
+
 def test_invalid_rows_follow_the_row_rule(api):
     assert "featuresCol='features' has 1 rows with NaN" in api["invalid"]
     assert api["kept"] == ["null", "row", "row"]
+
+
+# -- faults --------------------------------------------------------------------------------
+
+LONG_COPIES = "4e6"
+
+
+def start_client(url: str, scenario: str, arg: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
+    return subprocess.Popen([sys.executable, "-m", "tests.connect_client", url, scenario, arg],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def running_barrier_job(server: ConnectServer, app: str, timeout: float = 120.0) -> None:
+    """Wait until a job of the fit's barrier stage has all its tasks running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for job in server.rest(f"applications/{app}/jobs?status=running"):
+            if job["numActiveTasks"] >= 2:
+                return
+        time.sleep(0.2)
+    raise TimeoutError("the fit's barrier job did not start")
+
+
+def test_a_client_killed_mid_fit_leaves_nothing_running_within_a_minute(server):
+    """kill -9 of the client while its fit runs: within 60 s the server runs no job of it,
+    holds no cached data and no block file; the server then serves another client."""
+    app = server.app_id()
+    client_proc = start_client(server.url, "long", LONG_COPIES)
+    try:
+        running_barrier_job(server, app)
+        time.sleep(1.0)
+        killed = time.monotonic()
+        client_proc.kill()
+        client_proc.wait(timeout=30)
+        while True:
+            running = server.rest(f"applications/{app}/jobs?status=running")
+            cached = server.rest(f"applications/{app}/storage/rdd")
+            if not running and not cached:
+                break
+            assert time.monotonic() - killed < 60.0, (running, cached)
+            time.sleep(1.0)
+    finally:
+        client_proc.kill()
+    print(f"nothing left {time.monotonic() - killed:.1f} s after the client was killed")
+    assert block_files({server.pid}) == []
+    result = run_client(server.url, "long", "1e4")  # the server carries on
+    assert result["numIter"] == 320
+
+
+@pytest.mark.cluster
+def test_an_executor_killed_mid_fit_gives_the_same_result(cluster):
+    """A Connect server whose master is the standalone cluster: SIGKILL of one executor while
+    the fit's barrier job runs; Spark reruns the stage and the fit returns the same centers,
+    iterations and cost as the undisturbed fit."""
+    from tests.spark_cluster import executor_pids
+
+    with ConnectServer(cluster.master_url) as remote:
+        undisturbed = run_client(remote.url, "long", LONG_COPIES)
+        app = remote.app_id()
+        client_proc = start_client(remote.url, "long", LONG_COPIES)
+        try:
+            running_barrier_job(remote, app)
+            time.sleep(1.0)
+            victims = executor_pids(cluster, app)
+            assert len(victims) == 2
+            os.kill(victims[0], signal.SIGKILL)
+            out, err = client_proc.communicate(timeout=600)
+        finally:
+            client_proc.kill()
+        assert client_proc.returncode == 0, err[-3000:]
+        disturbed = json.loads(out.splitlines()[-1][len("RESULT "):])
+        failed = sum(s["numFailedTasks"] for s in remote.rest(f"applications/{app}/stages"))
+    assert failed >= 1  # the kill hit the fit
+    assert disturbed["centers"] == undisturbed["centers"]
+    assert disturbed["numIter"] == undisturbed["numIter"] == 320
+    assert disturbed["cost"] == undisturbed["cost"]

@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 category=FutureWarning,
             )
             if args.command == "bench":
+                if spark.remote is not None:
+                    raise UsageError("bench starts Spark itself; give --master, not --remote")
                 return run_bench(forwarded or [], getattr(args, "master", None))
             with files.server_paths(spark.remote is not None):
                 return _COMMANDS[args.command](args, spark)
