@@ -613,7 +613,7 @@ python -m benchmarks.run --grid default --features dense
 # (1e6, 2^18, 100): 20-60 s an iteration, 10-20 min a default fit; with --repeats 1 about an
 # hour. 100 centers of 2^18 features are 210 MB, held several times on the driver: 12g
 python -m benchmarks.run --grid default --features sparse --driver-memory 12g
-# the whole n x d x k grid where feasible: several hours
+# the whole n x d x k grid where feasible, and the sparse cells: several hours
 python -m benchmarks.run --grid full
 # CI-sized check (1-2 minutes), into a scratch directory (what tests/test_benchmarks_smoke.py runs)
 python -m benchmarks.run --grid smoke --out-dir /tmp/bench --docs-dir /tmp/bench
