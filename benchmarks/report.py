@@ -799,6 +799,8 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
     bx.legend(fontsize=8)
     bx.grid(axis="y", which="both", alpha=0.3)
     title = "sparkml_lloyd benchmarks"
+    if record.get(VIEW_KEY) == "sparse" or not _cells(record):
+        title += ": sparse features"
     if record.get("smoke"):
         title += " (SMOKE RUN: tiny data, not meaningful)"
     fig.suptitle(title)
@@ -811,9 +813,14 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
 
 def write_report(record: dict[str, Any], docs_dir: Path,
                  json_path: Path | None = None) -> tuple[Path, Path]:
-    """Write ``benchmarks.md`` and ``images/benchmarks.png`` under ``docs_dir``."""
+    """Write ``benchmarks.md`` and ``images/benchmarks.png`` under ``docs_dir`` (and, for a
+    record with dense and sparse cells, the sparse cells' ``images/benchmarks_sparse.png``)."""
+    from benchmarks import report_sparse  # it builds on this module
+
     docs_dir = Path(docs_dir)
     png = render_plot(record, docs_dir / "images" / "benchmarks.png")
+    if _cells(record) and report_sparse.sparse_cells(record):
+        render_plot(report_sparse.view(record), docs_dir / report_sparse.IMAGE)
     md = docs_dir / "benchmarks.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(render_markdown(record, json_path) + "\n")

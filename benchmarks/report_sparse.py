@@ -23,6 +23,9 @@ JUDGED_MIN_N = 100_000
 BLOCK_LIMIT = 1.3
 #: Target ids of this section start with this (the page's first table leaves them out).
 PREFIX = "sparse_"
+#: The sparse cells' plot, beside the page, when the page also has dense cells (else the
+#: page's own plot shows the sparse cells).
+IMAGE = "images/benchmarks_sparse.png"
 
 
 def view(record: dict[str, Any]) -> dict[str, Any]:
@@ -140,15 +143,14 @@ def section(record: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
         return []
     v = view(record)
     present = [n for n in R.COMPETITORS if any(n in c.get("competitors", {}) for c in cells)]
-    examples = [Cell(c["n"], c["d"], c["k"], c["nnz"]) for c in cells]
     lines = [
         "## Sparse features",
         "",
         "The same measurements on sparse data, in the same run, on the same cached "
         "DataFrame for every competitor: a `features` column of `SparseVector`s, "
-        + textgen.describe(examples[0]) + " (per cell below). Ours keeps such rows sparse: "
-        "a partition becomes a CSR block in `/dev/shm`, the kernel works on it directly and "
-        "only the `k x d` centers are dense. Competitors: "
+        + textgen.describe() + " (`benchmarks/textgen.py`; the cells below). Ours keeps "
+        "such rows sparse: a partition becomes a CSR block in `/dev/shm`, the kernel works on "
+        "it directly and only the `k x d` centers are dense. Competitors: "
         + ", ".join(LABELS[n] for n in present)
         + " (MLlib from the same initial centers, given as the sparse documents they are; "
         "scikit-learn on the collected CSR matrix; Spark's block solver keeps sparse blocks "
@@ -158,6 +160,8 @@ def section(record: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
         "",
         *_data_table(cells),
         "",
+        *([f"![per-iteration seconds per sparse cell]({IMAGE})", ""] if R._cells(record)
+          else []),
         "### Sparse targets",
         "",
         *R._table(["target", "limit", "measured", "verdict", "detail"], [

@@ -38,7 +38,6 @@ ours keep its center, scikit-learn moves it, and their centers would differ).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -246,9 +245,9 @@ def collect_csr(df: DataFrame, d: int) -> sp.csr_array:
                                     dtype=np.int32), indptr), shape=(len(idx), d))
 
 
-def describe(cell: Cell) -> str:
-    """One line about how the data of a sparse cell is made (for the page)."""
-    return (f"hashed, weighted term counts of documents on {cell.k} topics: {TOPIC_SHARE:.0%} of a "
+def describe() -> str:
+    """How the documents of a sparse cell ``(n, d, k, nnz)`` are made (for the page)."""
+    return (f"hashed, weighted term counts of n documents on k topics: {TOPIC_SHARE:.0%} of a "
             f"document's tokens from its topic's {TOPIC_WORDS} words, the rest from "
-            f"{WORDS:,} background words (Zipf), hashed to {cell.d} features, ~{cell.nnz} "
-            f"distinct features a document (log2 d = {math.log2(cell.d):g})")
+            f"{WORDS:,} background words (Zipf), hashed to d features, ~nnz distinct "
+            "features a document")
