@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,24 @@ def machine() -> dict[str, Any]:
     }
 
 
+def jvm_blas(spark: SparkSession) -> dict[str, str | None]:
+    """The BLAS Spark's ML code uses in the JVM (netlib's ``dev.ludovic.netlib``): the native
+    one when it loads (``native``, else ``None``), and the Java one (``java``, e.g.
+    ``VectorBLAS`` on the JDK's vector API); ``used`` is what Spark takes for level-3 calls
+    (its ``nativeBLAS``, falling back to the Java one)."""
+    blas = spark.sparkContext._jvm.dev.ludovic.netlib.blas  # type: ignore[union-attr]
+
+    def name(instance: Callable[[], Any]) -> str | None:
+        try:
+            return str(instance().getClass().getSimpleName())
+        except Exception:  # py4j: "Unable to load native implementation"
+            return None
+
+    native = name(blas.NativeBLAS.getInstance)
+    java = name(blas.JavaBLAS.getInstance)
+    return {"native": native, "java": java, "used": native or java}
+
+
 def environment(spark: SparkSession) -> dict[str, Any]:
     """Versions, git state, machine and the effective Spark conf of this run."""
     jvm = spark.sparkContext._jvm
@@ -94,6 +113,7 @@ def environment(spark: SparkSession) -> dict[str, Any]:
         },
         "machine": machine(),
         "spark_conf": conf,
+        "jvm_blas": jvm_blas(spark),
         "python_executable": sys.executable,
         "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                            "OMP_NUM_THREADS", "SPARK_LOCAL_IP")
@@ -190,12 +210,19 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
                     raise ValueError(f"{first_path.name} and {path.name} differ in {group} "
                                      f"{key!r} ({a.get(key)!r} vs {b.get(key)!r}): their "
                                      "figures are not comparable on one page")
-    cells = sorted((c for _, _, c in taken.values()), key=lambda c: (c["n"], c["d"], c["k"]))
+    cells = sorted((c for _, _, c in taken.values()),
+                   key=lambda c: (c.get("nnz") or 0, c["n"], c["d"], c["k"]))
     settings = dict(first["settings"])
     settings["grid"] = "+".join(dict.fromkeys(rec["settings"]["grid"] for _, rec in parts))
     settings["cells"] = [c["cell"] for c in cells]
     settings["repeats"] = sorted({rec["settings"]["repeats"] for _, rec in parts}, reverse=True)
     commits = [rec["environment"].get("git", {}).get("commit") for _, rec in parts]
+    environment = dict(first["environment"])
+    # older runs did not record the JVM's BLAS: take it from a run that did (same machine)
+    blas = [rec["environment"]["jvm_blas"] for _, rec in parts
+            if rec["environment"].get("jvm_blas")]
+    if blas and "jvm_blas" not in environment:
+        environment["jvm_blas"] = blas[-1]
     memory: dict[str, Any] = {}
     for _, rec in parts:
         for key, value in (rec.get("memory_overall") or {}).items():
@@ -209,7 +236,7 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
         "smoke": first.get("smoke", False),
         "complete": all(rec.get("complete", False) for _, rec in parts),
         "settings": settings,
-        "environment": first["environment"],
+        "environment": environment,
         "cells": cells,
         "total_seconds": sum(rec.get("total_seconds", 0) for _, rec in parts),
         "memory_overall": memory,

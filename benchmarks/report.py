@@ -1,6 +1,9 @@
 """The benchmark page (``docs/benchmarks.md``), its plot (``docs/images/benchmarks.png``) and
 the pass/fail verdict of every performance target, all computed from a result record alone,
 so ``--report-only RESULT.json`` regenerates them without running anything.
+
+The page's sections are about the dense cells; a record with sparse cells also gets the
+*Sparse features* section and its targets from :mod:`benchmarks.report_sparse`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.grid import COMPETITORS, LABELS, LONGER_RUNS, format_count
+from benchmarks.grid import COMPETITORS, LABELS, LONGER_RUNS, format_count, format_dim
 from benchmarks.record import REPO_ROOT
 
 #: Timing targets are judged only on cells this large: smaller cells measure Spark's fixed
@@ -39,8 +42,16 @@ class Target:
     detail: str = ""
 
 
+#: A record read as its sparse cells (:func:`benchmarks.report_sparse.view`) has this key set
+#: to ``"sparse"``: the page's tables and targets then cover its sparse cells.
+VIEW_KEY = "_view"
+
+
 def _cells(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in record.get("cells", []) if c.get("status") == "ok"]
+    """The cells that ran: the dense ones, or the sparse ones of a sparse view."""
+    sparse = record.get(VIEW_KEY) == "sparse"
+    return [c for c in record.get("cells", []) if c.get("status") == "ok"
+            and (c.get("nnz") is not None) == sparse]
 
 
 def _find(record: dict[str, Any], n: float, d: int, k: int) -> dict[str, Any] | None:
@@ -146,7 +157,9 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
                       lambda c: c.get("memory", {}).get("ours_cache_ratio"), 0),
         *_correctness(record),
     ]
-    return [asdict(t) for t in targets]
+    from benchmarks import report_sparse  # it builds on this module
+
+    return [asdict(t) for t in targets] + report_sparse.evaluate_targets(record)
 
 
 # --------------------------------------------------------------------------------------
@@ -182,6 +195,8 @@ def _fmt_bytes(b: float | None) -> str:
 
 
 def _cell_name(c: dict[str, Any]) -> str:
+    if c.get("nnz") is not None:
+        return f"({_fmt_n(c['n'])}, {format_dim(c['d'])}, {c['k']}, ~{c['nnz']} nnz)"
     return f"({_fmt_n(c['n'])}, {c['d']}, {c['k']})"
 
 
@@ -501,7 +516,7 @@ def _skipped_section(record: dict[str, Any]) -> list[str]:
         elif c.get("status") == "error":
             lines.append(f"- cell {_cell_name(c)}: **failed**: `{c.get('error', '')[:300]}`")
     seen: dict[str, str] = {}
-    for c in _cells(record):
+    for c in (c for c in record.get("cells", []) if c.get("status") == "ok"):
         for name, why in c.get("skipped_competitors", {}).items():
             seen.setdefault(f"{LABELS.get(name, name)}: {why}", _cell_name(c))
     lines += [f"- {what}" for what in seen]
@@ -567,6 +582,9 @@ def _environment_section(record: dict[str, Any], json_path: Path | None) -> list
         f"- versions: Python {v.get('python')}, pyspark {v.get('pyspark')}, Java "
         f"{v.get('java')}, numpy {v.get('numpy')}, pyarrow {v.get('pyarrow')}, "
         f"scikit-learn {v.get('scikit-learn')}",
+        *([f"- JVM BLAS (netlib): `{blas.get('used')}`; native "
+           f"{'`' + blas['native'] + '`' if blas.get('native') else 'not loaded'}"]
+          if (blas := env.get("jvm_blas")) else []),
         "- Spark: " + ", ".join(f"`{k}={conf[k]}`" for k in keep if k in conf)
         + f"; {s['partitions']} input partitions for every competitor",
         f"- grid `{s['grid']}`, {_rounds_text(s)} round(s), m1={s['m1']}, m2={s['m2']}"
@@ -585,14 +603,23 @@ From the root of a source checkout with the `dev` extra installed (`pip install 
 `sparkml-lloyd bench ARGS` runs the same command there.
 
 ```bash
-# the target cells, 3 interleaved rounds: about an hour on 2 cores; needs a quiet machine
+# the target cells, dense then sparse, 3 interleaved rounds: about 3-4 hours on 2 cores;
+# needs a quiet machine
 python -m benchmarks.run --grid default
-# the whole n x d x k grid where feasible: several hours
+# the dense target cells only: about an hour
+python -m benchmarks.run --grid default --features dense
+# the two sparse target cells only, (1e5, 2^18, 20, ~30 nnz) and (1e6, 2^18, 100, ~30 nnz):
+# about 2-3 hours (estimated from cells of 5e3-1e5 documents), most of it the built-ins at
+# (1e6, 2^18, 100): 20-60 s an iteration, 10-20 min a default fit; with --repeats 1 about an
+# hour. 100 centers of 2^18 features are 210 MB, held several times on the driver: 12g
+python -m benchmarks.run --grid default --features sparse --driver-memory 12g
+# the whole n x d x k grid where feasible, and the sparse cells: several hours
 python -m benchmarks.run --grid full
 # CI-sized check (1-2 minutes), into a scratch directory (what tests/test_benchmarks_smoke.py runs)
 python -m benchmarks.run --grid smoke --out-dir /tmp/bench --docs-dir /tmp/bench
-# chosen cells, more rounds, a subset of competitors
+# chosen cells, more rounds, a subset of competitors; 'n,d,k,nnz' is a sparse cell
 python -m benchmarks.run --cells "1e6,20,20;4e6,20,20" --repeats 5 --competitors ours,mllib
+python -m benchmarks.run --cells "1e5,2^18,20,30" --competitors ours,mllib,ml_row
 # rebuild this page and the plot from a stored result, without running anything
 python -m benchmarks.run --report-only benchmarks/results/<timestamp>.json
 # one page from several runs on one machine and settings (the full grid in pieces, or cells
@@ -606,15 +633,19 @@ deviations apart, so blobs overlap and Lloyd needs many iterations (more than ea
 m2; the table checks it); cached and counted
 before any timer, as are MLlib's RDD of vectors, the walkthrough's RDD of points and the
 collected array for scikit-learn. Every timed call runs after a Python and JVM garbage
-collection; competitors take turns in a rotating order, round after round.
+collection; competitors take turns in a rotating order, round after round. Sparse cells:
+text-like documents drawn the same way (`benchmarks/textgen.py`: hashed, weighted term counts
+of documents on k topics, a pure function of seed, n, d, nnz, k), cached as `SparseVector`s;
+scikit-learn gets the collected CSR matrix.
 
-Not run: scikit-learn where n*d > 1e8; the per-row walkthrough except at d = 2, n <= 1e5,
-k <= 20 (one filter pass per cluster: ~6 min per iteration at k = 100);
+Not run: scikit-learn where n*d > 1e8 (sparse: n*nnz); the per-row walkthrough except at
+d = 2, n <= 1e5, k <= 20 (one filter pass per cluster: ~6 min per iteration at k = 100), and
+never on sparse cells;
 in `--grid full`, the cells (4e6, 100, k): 3.2 GB raw, held about four times at once
 (DataFrame cache, MLlib's cached RDD, the competitor's own copy, worker copies), which does
 not fit a 12g driver heap on a 24 GiB machine. The code is in `benchmarks/` (`grid.py`,
-`datagen.py`, `competitors.py`, `measure.py`, `storage.py`, `record.py`, `report.py`,
-`run.py`).
+`datagen.py`, `textgen.py`, `competitors.py`, `measure.py`, `storage.py`, `record.py`,
+`report.py`, `report_sparse.py`, `run.py`).
 """
 
 
@@ -657,18 +688,28 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
         "## Targets",
         "",
     ]
-    lines += _table(["target", "limit", "measured", "verdict", "detail"], [
-        [t["description"], t["limit"], t["value"], _status_icon(t["status"]), t["detail"]]
-        for t in targets
-    ])
+    from benchmarks import report_sparse  # it builds on this module
+
+    sparse = report_sparse.section(record, targets)
+    dense = bool(_cells(record)) or not sparse  # a sparse-only run has no dense sections
+    if dense:
+        lines += _table(["target", "limit", "measured", "verdict", "detail"], [
+            [t["description"], t["limit"], t["value"], _status_icon(t["status"]), t["detail"]]
+            for t in targets if not t["id"].startswith(report_sparse.PREFIX)
+        ])
+    if sparse:
+        lines += [*([""] if dense else []),
+                  "Targets of the sparse cells: see [Sparse features](#sparse-features)."]
     lines += ["", f"![per-iteration seconds per cell]({image})", ""]
     if not record.get("smoke") and ANALYSIS.exists():
         lines += [ANALYSIS.read_text().rstrip(), ""]
-    lines += _per_iteration_section(record, present)
-    lines += _time_split_section(record)
-    lines += _correctness_section(record, present)
-    lines += _fit_transform_section(record)
-    lines += _memory_section(record)
+    if dense:
+        lines += _per_iteration_section(record, present)
+        lines += _time_split_section(record)
+        lines += _correctness_section(record, present)
+        lines += _fit_transform_section(record)
+        lines += _memory_section(record)
+    lines += sparse
     lines += _skipped_section(record)
     lines += _environment_section(record, json_path)
     lines += [REPRODUCE]
@@ -695,7 +736,7 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
         axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         axis.yaxis.set_minor_formatter(NullFormatter())
 
-    cells = _cells(record)
+    cells = _cells(record) or _cells({**record, VIEW_KEY: "sparse"})  # a sparse-only run
     present = [n for n in COMPETITORS if any(n in c.get("competitors", {}) for c in cells)]
     if len(cells) > 8:  # the full grid: one panel above the other, room for every label
         fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(14.0, 0.6 * len(cells)), 11))
@@ -758,6 +799,8 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
     bx.legend(fontsize=8)
     bx.grid(axis="y", which="both", alpha=0.3)
     title = "sparkml_lloyd benchmarks"
+    if record.get(VIEW_KEY) == "sparse" or not _cells(record):
+        title += ": sparse features"
     if record.get("smoke"):
         title += " (SMOKE RUN: tiny data, not meaningful)"
     fig.suptitle(title)
@@ -770,9 +813,14 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
 
 def write_report(record: dict[str, Any], docs_dir: Path,
                  json_path: Path | None = None) -> tuple[Path, Path]:
-    """Write ``benchmarks.md`` and ``images/benchmarks.png`` under ``docs_dir``."""
+    """Write ``benchmarks.md`` and ``images/benchmarks.png`` under ``docs_dir`` (and, for a
+    record with dense and sparse cells, the sparse cells' ``images/benchmarks_sparse.png``)."""
+    from benchmarks import report_sparse  # it builds on this module
+
     docs_dir = Path(docs_dir)
     png = render_plot(record, docs_dir / "images" / "benchmarks.png")
+    if _cells(record) and report_sparse.sparse_cells(record):
+        render_plot(report_sparse.view(record), docs_dir / report_sparse.IMAGE)
     md = docs_dir / "benchmarks.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(render_markdown(record, json_path) + "\n")

@@ -1,7 +1,8 @@
 """Benchmark runner: ``python -m benchmarks.run [--grid smoke|default|full] [--repeats N] ...``,
 from the root of a source checkout (``sparkml-lloyd bench`` runs the same command there).
 
-For every cell of the grid: generate the data on the executors, cache and count it; prepare
+For every cell of the grid (dense Gaussian blobs, then sparse text-like cells; ``--features``
+picks): generate the data on the executors, cache and count it; prepare
 every competitor (all untimed); one untimed warm-up fit per competitor, during which Spark's
 storage info is polled to measure what the competitor caches; then ``repeats`` rounds in which
 every competitor (in a rotating order) fits with ``maxIter = m1`` and ``maxIter = m2``. The
@@ -44,7 +45,7 @@ import benchmarks
 from benchmarks import competitors as C
 from benchmarks import grid as G
 from benchmarks import record as R
-from benchmarks import report
+from benchmarks import report, textgen
 from benchmarks.datagen import generate
 from benchmarks.measure import (
     MemorySampler,
@@ -81,7 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--grid", choices=sorted(G.GRIDS), default="default",
                    help="smoke: CI-sized (~1-2 min); default: the target cells; full: "
                    "n x d x k where feasible (hours)")
-    p.add_argument("--cells", help="override the grid's cells: 'n,d,k;n,d,k' (e.g. '2e5,20,20')")
+    p.add_argument("--cells", help="override the grid's cells: 'n,d,k;n,d,k' (e.g. '2e5,20,20'); "
+                   "a sparse cell is 'n,d,k,nnz' (e.g. '1e5,2^18,20,30')")
+    p.add_argument("--features", choices=G.FEATURES,
+                   help="the grid's dense cells (Gaussian blobs), its sparse cells (text-like "
+                   "documents) or both (default: both)")
     p.add_argument("--repeats", type=int, help="rounds per measurement (grid default: 3; "
                    "smoke 1); medians are reported")
     p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
@@ -115,7 +120,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_settings(args: argparse.Namespace) -> G.Settings:
     spec = G.GRIDS[args.grid]
-    cells = G.parse_cells(args.cells) if args.cells else list(spec.cells)
+    features = args.features or "both"
+    if args.cells and args.features:
+        raise ValueError("--cells and --features exclude each other: a cell 'n,d,k,nnz' is "
+                         "sparse, 'n,d,k' dense")
+    cells = G.parse_cells(args.cells) if args.cells else G.grid_cells(spec, features)
     m1 = spec.m1 if args.m1 is None else args.m1
     m2 = spec.m2 if args.m2 is None else args.m2
     if not 0 <= m1 < m2:
@@ -146,6 +155,7 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
         competitors=[c for c in G.COMPETITORS if c in names], smoke=spec.smoke,
         max_nd=int(args.max_nd),
         longer_runs=not spec.smoke and args.m2 is None, transform_calls=spec.transform_calls,
+        features=features,
     )
     settings.spark_conf = {
         "spark.driver.memory": driver_memory,
@@ -421,6 +431,8 @@ def run_cell(spark: SparkSession, settings: G.Settings, cell: G.Cell,
     """Measure one cell; every failure is recorded in the result, not raised."""
     out: dict[str, Any] = {"cell": cell.key, "n": cell.n, "d": cell.d, "k": cell.k,
                            "raw_bytes": cell.raw_bytes, "status": "ok"}
+    if cell.sparse:
+        out["nnz"] = cell.nnz
     reason = G.skip_reason(cell, settings.max_nd)
     if reason:
         out.update(status="skipped", reason=reason)
@@ -433,13 +445,17 @@ def run_cell(spark: SparkSession, settings: G.Settings, cell: G.Cell,
     data = None
     try:
         sampler.set_phase(f"{cell.key}:data")
-        log(f"{cell.key}: generating {cell.n} x {cell.d} on the executors")
-        data = generate(spark, cell, settings.seed, settings.partitions)
+        log(f"{cell.key}: generating {cell.n} x {cell.d}"
+            f"{f' (~{cell.nnz} non-zeros a row)' if cell.sparse else ''} on the executors")
+        data = (textgen.generate if cell.sparse else generate)(
+            spark, cell, settings.seed, settings.partitions)
         out["data"] = {
             "seconds": data.seconds,
             "partitions": data.df.rdd.getNumPartitions(),
             "input_cache_bytes": new_cache_bytes(before, cached_rdds(sc)),
         }
+        if isinstance(data, textgen.TextData):
+            out["data"].update(data.facts())
         out["skipped_competitors"] = {}
         prepared: dict[str, dict[str, Any]] = {}
         for name in settings.competitors:
@@ -502,15 +518,24 @@ def _memory(out: dict[str, Any], sampler: MemorySampler, cell: G.Cell) -> dict[s
             "during_fit_host_file_bytes": fit_cache.get("peak_host_file_bytes"),
         }
     ours_cache = cache.get("ours", {}).get("during_fit_bytes")
+    sparse: dict[str, Any] = {}
+    if cell.sparse:  # our block files against the data's CSR storage (the dense-size ratio
+        # would be meaningless here)
+        blocks = comps.get("ours", {}).get("fit_cache", {}).get("peak_block_file_bytes")
+        nonzero = out.get("data", {}).get("nonzero_bytes")
+        sparse = {"block_file_bytes": blocks, "nonzero_bytes": nonzero,
+                  "block_ratio": blocks / nonzero if blocks and nonzero else None}
     return {
         "raw_bytes": cell.raw_bytes,
         "input_cache_bytes": out.get("data", {}).get("input_cache_bytes"),
         "ours_cache_bytes": ours_cache,
         "ours_cache_spark_bytes": cache.get("ours", {}).get("during_fit_spark_storage_bytes"),
         "ours_cache_host_file_bytes": cache.get("ours", {}).get("during_fit_host_file_bytes"),
-        "ours_cache_ratio": (ours_cache / cell.raw_bytes) if ours_cache else None,
+        "ours_cache_ratio": (ours_cache / cell.raw_bytes) if ours_cache and not cell.sparse
+        else None,
         "cache_by_competitor": cache,
         "peaks": peaks,
+        **sparse,
     }
 
 

@@ -4,7 +4,8 @@
   per RDD).
 * :func:`host_files` -- host files (``/dev/shm``, the temp dir) that processes have mapped or
   open: data a competitor keeps outside Spark's block manager (ours keeps its blocks there).
-* :class:`CacheProbe` -- polls both while a call runs and keeps their peaks.
+* :class:`CacheProbe` -- polls both while a call runs and keeps their peaks (and, apart, the
+  peak of our own block files among the host files: what the sparse memory target judges).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import psutil
 from pyspark import SparkContext
 
 from benchmarks.measure import process_tree
+from sparkml_lloyd._blockstore import PREFIX as BLOCK_PREFIX
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,6 +131,8 @@ class CacheProbe:
     peak_host_file_bytes: int = 0
     peak_rdds: list[CachedRdd] = field(default_factory=list)
     peak_files: int = 0
+    #: peak bytes of our block files (``sparkml_lloyd-*`` among the host files)
+    peak_block_file_bytes: int = 0
     #: RDDs cached before :meth:`run` started, and every host file seen during it;
     #: ``None`` outside :meth:`run`.
     _before: dict[int, CachedRdd] | None = field(default=None, init=False, repr=False)
@@ -150,12 +154,18 @@ class CacheProbe:
             self._known.update(host_files(process_tree(self.jvm_pid)[1:]))
             live = 0
             count = 0
+            blocks = 0
             for path in list(self._known):
                 try:
-                    live += os.stat(path).st_size
-                    count += 1
+                    size = os.stat(path).st_size
                 except OSError:
                     self._known.discard(path)
+                    continue
+                live += size
+                count += 1
+                if os.path.basename(path).startswith(BLOCK_PREFIX):
+                    blocks += size
+            self.peak_block_file_bytes = max(self.peak_block_file_bytes, blocks)
             if spark_bytes > self.peak_spark_bytes:
                 self.peak_spark_bytes, self.peak_rdds = spark_bytes, new
             if live > self.peak_host_file_bytes:
@@ -197,5 +207,6 @@ class CacheProbe:
             "peak_spark_storage_bytes": self.peak_spark_bytes,
             "peak_host_file_bytes": self.peak_host_file_bytes,
             "host_files": self.peak_files,
+            "peak_block_file_bytes": self.peak_block_file_bytes,
             "spark_rdds": [r.name[:120] for r in self.peak_rdds],
         }

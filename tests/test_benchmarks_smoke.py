@@ -2,7 +2,10 @@
 
 Checks the harness, not the performance: every competitor is in the result, the centers of
 ours, MLlib, scikit-learn and the per-row walkthrough agree, and the page and plot are written
-into a scratch directory (the real docs/benchmarks.md is left alone).
+into a scratch directory (the real docs/benchmarks.md is left alone). The smoke grid has one
+dense cell and one sparse cell (text-like documents): there the centers of ours, MLlib and
+scikit-learn agree too, our CSR blocks take the data's non-zero storage, and the page has its
+*Sparse features* section.
 
 The runner is started as ``sparkml-lloyd bench`` starts it: ``python -m benchmarks.run`` in the
 checkout root, with no PYTHONPATH (Spark's Python workers get the package's functions by
@@ -21,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPETITORS = {"ours", "mllib", "ml_row", "ml_block", "sklearn", "per_row"}
+SPARSE_COMPETITORS = COMPETITORS - {"per_row"}
 RUNNER = [sys.executable, "-m", "benchmarks.run"]
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
@@ -46,7 +50,8 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
     assert record["complete"] and record["smoke"]
     assert record["environment"]["git"]["commit"]
     assert record["environment"]["versions"]["pyspark"]
-    (cell,) = record["cells"]
+    cell, sparse = record["cells"]
+    assert "nnz" not in cell and sparse["nnz"] == 20
     assert cell["status"] == "ok", cell.get("traceback")
     assert set(cell["competitors"]) == COMPETITORS
     for res in cell["competitors"].values():
@@ -77,13 +82,43 @@ def test_smoke_centers_agree(smoke_run):
 
 
 @pytest.mark.slow
+def test_smoke_sparse_cell(smoke_run):
+    """Sparse documents: every competitor but the (dense 2-D) walkthrough ran on the same
+    cached SparseVectors; ours, MLlib and scikit-learn (on the collected CSR matrix) reached
+    the same centers; our block files held the data's non-zero storage once."""
+    _, results, _ = smoke_run
+    record = json.loads(results[0].read_text())
+    sparse = record["cells"][1]
+    assert sparse["status"] == "ok", sparse.get("traceback")
+    assert set(sparse["competitors"]) == SPARSE_COMPETITORS
+    assert set(sparse["skipped_competitors"]) == {"per_row"}
+    assert 18 <= sparse["data"]["nnz_per_row"] <= 22
+    check = sparse["centers_check"]
+    assert check["passed"] is True and check["max_rel_diff"] <= 1e-9
+    assert set(check["ours_vs"]) == {"mllib", "sklearn"}
+    assert not any(it["converged_before_m2"] for it in check["iterations"].values())
+    memory = sparse["memory"]
+    assert memory["nonzero_bytes"] == sparse["data"]["nonzero_bytes"]
+    assert 1.0 <= memory["block_ratio"] <= 1.3, memory
+    assert sparse["transform"]["predictions_agree"]
+    assert sparse["default_fit"]["ours"]["seconds"] > 0
+    verdicts = {t["id"]: t["status"] for t in record["targets"]}
+    assert verdicts["sparse_centers_agree"] == "PASS"
+    assert "sparse_block_memory" in verdicts and "sparse_transform" in verdicts
+
+
+@pytest.mark.slow
 def test_smoke_writes_page_and_plot(smoke_run):
     _, results, out = smoke_run
     page = (out / "docs" / "benchmarks.md").read_text()
     assert "Smoke run" in page and "## Targets" in page and results[0].name in page
     assert "python -m benchmarks.run --grid smoke" in page  # the command, under Environment
-    png = out / "docs" / "images" / "benchmarks.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sparse = page[page.index("## Sparse features"):page.index("## Skipped")]
+    assert "(1e4, 2^14, 4, ~20 nnz)" in sparse and "### Sparse targets" in sparse
+    assert "our block files / non-zero storage" in sparse and "JVM BLAS" in sparse
+    assert "### Per-iteration time" in sparse and "### Transform" in sparse
+    for png in ("benchmarks.png", "benchmarks_sparse.png"):
+        assert (out / "docs" / "images" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
@@ -110,6 +145,7 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
     _, results, _ = smoke_run
     record = json.loads(results[0].read_text())
     other = json.loads(json.dumps(record))
+    other["cells"] = other["cells"][:1]  # the dense cell, as another cell
     other["cells"][0].update(cell="3e4,2,3", n=30_000)
     other["settings"]["repeats"] = 2
     second = tmp_path / "second.json"
@@ -134,12 +170,14 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
 
     again = json.loads(json.dumps(record))
     again["created"] = "99991231T000000Z"
+    again["cells"] = again["cells"][:1]
     again["cells"][0]["competitors"]["ours"]["per_iter"] = 123.0
     merged = R.merge([(results[0], record), (second, other), (tmp_path / "again.json", again)])
-    assert [c["cell"] for c in merged["cells"]] == ["2e4,2,3", "3e4,2,3"]
+    assert [c["cell"] for c in merged["cells"]] == ["2e4,2,3", "3e4,2,3", "1e4,2^14,4,20"]
     assert merged["cells"][0]["competitors"]["ours"]["per_iter"] == 123.0
     assert merged["superseded"] == [{"cell": "2e4,2,3", "result": R._display_path(results[0])}]
-    assert [p["cells"] for p in merged["parts"]] == [[], ["3e4,2,3"], ["2e4,2,3"]]
+    assert [p["cells"] for p in merged["parts"]] == [["1e4,2^14,4,20"], ["3e4,2,3"],
+                                                     ["2e4,2,3"]]
     from benchmarks import report as B
 
     assert "measured again in a newer run, shown from it: (2e4,2,3)" in B.render_markdown(merged)
@@ -202,6 +240,32 @@ def test_the_per_row_floor_runs_only_where_it_finishes_in_minutes():
     assert [G.competitor_skip_reason("per_row", c) for c in runs] == [None] * 3
     assert all("k <= 20" in G.competitor_skip_reason("per_row", c) for c in skipped)
     assert G.competitor_skip_reason("ours", G.Cell(10**5, 2, 100)) is None
+
+
+def test_sparse_cells_and_their_data_are_pure_functions_of_the_cell():
+    """``n,d,k,nnz`` is a sparse cell; ``--features`` picks a grid's dense or sparse cells;
+    a chunk of documents is the same every time it is drawn (any executor, any order),
+    canonical CSR with ~nnz non-zeros a row and no row dense."""
+    import numpy as np
+
+    from benchmarks import grid as G
+    from benchmarks import textgen
+    from benchmarks.run import build_settings, parse_args
+
+    (cell,) = G.parse_cells("1e5,2^18,20,30")
+    assert cell == G.Cell(10**5, 2**18, 20, 30) and cell.sparse and cell.key == "1e5,2^18,20,30"
+    assert G.iterations_for(cell, 2, 6, longer=True) == (2, 12)  # n*nnz*k = 6e7
+    assert G.competitor_skip_reason("per_row", cell) and not G.competitor_skip_reason(
+        "sklearn", cell)
+    assert build_settings(parse_args(["--features", "sparse"])).cells == list(
+        G.SPARSE_TARGET_CELLS)
+    assert all(not c.sparse for c in build_settings(parse_args(["--features", "dense"])).cells)
+    small = G.Cell(2000, 2**14, 4, 20)
+    vocab = textgen.vocabulary(small, 7)
+    a, b = (textgen.generate_chunk(small, 7, vocab, 3) for _ in range(2))
+    assert (a != b).nnz == 0 and a.has_canonical_format and a.indices.dtype == np.int32
+    assert 18 <= a.nnz / a.shape[0] <= 22 and a.shape[1] == 2**14
+    assert (textgen.generate_chunk(small, 8, textgen.vocabulary(small, 8), 3) != a).nnz
 
 
 def test_the_runner_is_a_module_not_a_script():
