@@ -3,15 +3,18 @@
 There is no SparkContext, RDD, broadcast or JVM in a Connect client, and the client may be
 far from the cluster. :func:`fit` checks the schema, reads the number of task slots with one
 small query (a barrier stage must fit in them), and runs the fit as one
-``mapInArrow(..., barrier=True)`` job (:mod:`sparkml_lloyd._barrier`); nothing persists
-between queries and nothing is written to the hosts' disks: the blocks live in the tasks'
-memory for the job's duration and go with it (on success, failure, cancellation, or when
-the server interrupts the query of a client that went away).
+``mapInArrow(..., barrier=True)`` job (:mod:`sparkml_lloyd._barrier`) on the input coalesced
+to that many partitions, or, where Spark refuses a barrier stage on that input (a union, a
+coalesce that merges partitions, a limit: SPARK-24820), repartitioned to them (a shuffle);
+nothing persists between queries and nothing is written to the hosts' disks: the blocks live
+in the tasks' memory for the job's duration and go with it (on success, failure,
+cancellation, or when the server interrupts the query of a client that went away).
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,9 +39,25 @@ def fit(df: DataFrame, cfg: _fit.FitConfig,
     if cfg.weight_col:
         _schema.check_weight_column(df, cfg.weight_col)
         cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
-    source = df.select(*cols).coalesce(task_slots(df.sparkSession))
+    source = df.select(*cols)
+    slots = task_slots(df.sparkSession)
     task = partial(_barrier.fit_task, cfg=cfg, record_centers=on_iteration is not None)
-    rows = source.mapInArrow(task, _barrier.RESULT_SCHEMA, barrier=True).collect()
+
+    def run(rows: DataFrame) -> list[Any]:
+        # The barrier stage ends in a (tiny) shuffle: Spark reruns a failed barrier
+        # ShuffleMapStage whole (a lost executor), where a failed barrier ResultStage would
+        # abort the query.
+        fitted = rows.mapInArrow(task, _barrier.RESULT_SCHEMA, barrier=True)
+        return fitted.repartition(1).collect()
+
+    try:
+        rows = run(source.coalesce(slots))
+    except Exception as exc:
+        if "Barrier execution mode does not allow" not in str(exc):
+            raise
+        # A barrier stage takes no union, coalesce or limit of its input (SPARK-24820): Spark
+        # says so before running a task. Then the fit reads the rows after a shuffle.
+        rows = run(source.repartition(slots))
     kind, payload = _barrier.decode(rows)
     if kind == "error":
         raise ValueError(payload)

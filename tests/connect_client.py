@@ -154,14 +154,15 @@ def long(spark: Any, copies: str, url: str) -> dict[str, Any]:
     from tests.fits import STAIRCASE_PARAMS, staircase
 
     x, w = staircase(320)
-    far, heavy = float(x[-1, 0]), float(w[-1])
     n = int(float(copies))
-    steps = spark.createDataFrame([([float(v)], float(wt)) for v, wt in zip(x[:-1, 0], w[:-1],
-                                                                           strict=True)],
-                                  "f array<double>, weight double")
-    bulk = spark.range(n).select(F.array(F.lit(far)).alias("f"),
-                                 F.lit(heavy / n).alias("weight"))
-    df = steps.unionByName(bulk).select(array_to_vector("f").alias("features"), "weight")
+    steps = len(x) - 1  # the last point is the heavy one, split into n rows below
+    row = F.col("id")
+    value = F.when(row < steps, F.element_at(F.array(*map(F.lit, x[:-1].tolist())),
+                                             (row + 1).cast("int"))).otherwise(float(x[-1]))
+    weight = F.when(row < steps, F.lit(1.0)).otherwise(float(w[-1]) / n)
+    # one stage (a range, no union): the fit's barrier job has no other
+    df = spark.range(steps + n).select(array_to_vector(F.array(value)).alias("features"),
+                                       weight.alias("weight"))
     return _model(LloydKMeans(**STAIRCASE_PARAMS).fit(df))
 
 

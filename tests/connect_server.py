@@ -3,8 +3,10 @@ and a free port, its Python workers on this interpreter, stopped by PID.
 
 ``<pyspark package>/sbin/start-connect-server.sh`` starts the server as a daemon and writes
 its PID to a file in ``SPARK_PID_DIR`` (a folder of our own); :meth:`ConnectServer.stop`
-kills that PID and waits for it. Abandoned executions are removed quickly (a client killed
-mid-fit leaves nothing running for long): ``detachedTimeout`` 20 s, checked every 5 s.
+kills that PID and waits for it. Abandoned executions are interrupted quickly (a client
+killed mid-fit leaves nothing running for long): a live client reattaches to its execution
+every ``senderMaxStreamDuration`` (10 s); one that does not is ``detached`` and its
+execution interrupted ``detachedTimeout`` (5 s, checked every 1 s) later.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ BASE_CONF = {
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.connect.grpc.binding.address": "127.0.0.1",
-    "spark.connect.execute.manager.detachedTimeout": "20s",
-    "spark.connect.execute.manager.maintenanceInterval": "5s",
+    "spark.connect.execute.reattachable.senderMaxStreamDuration": "10s",
+    "spark.connect.execute.manager.detachedTimeout": "5s",
+    "spark.connect.execute.manager.maintenanceInterval": "1s",
     "spark.ui.showConsoleProgress": "false",
 }
 
