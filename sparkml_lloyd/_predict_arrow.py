@@ -39,13 +39,14 @@ def predict_one(value: Vector | Any, centers: np.ndarray, distance: str,
     return int(labels[0])
 
 
-def predict_arrow(columns: dict[str, pa.Array], centers: np.ndarray, distance: str,
-                  handle_invalid: str, features_col: str) -> pa.Array:
+def predict_arrow(columns: dict[str, pa.Array], centers: np.ndarray | K.Prepared,
+                  distance: str, handle_invalid: str, features_col: str) -> pa.Array:
     """Cluster index (int32) for every row of the Arrow columns of
     :func:`sparkml_lloyd._schema.feature_columns`, by name; an invalid row raises under
     ``"error"`` and is null otherwise. ``centers`` as
-    :func:`sparkml_lloyd._kernel.unit_centers` gives them."""
-    d = centers.shape[1]
+    :func:`sparkml_lloyd._kernel.unit_centers` gives them, or prepared once for many
+    batches (:class:`~sparkml_lloyd._kernel.Prepared`)."""
+    d = K.prepare(centers).centers.shape[1]
     x, verdict, _ = _arrow.read_columns(columns, d, distance == K.COSINE)
     problem = _rows.first_problem(verdict)
     if problem is not None and handle_invalid == _rows.ERROR:
@@ -75,8 +76,12 @@ def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray, dis
     names = list(features)
     centers = K.unit_centers(centers, distance)
 
+    prepared: list[K.Prepared] = []  # filled in the task: one Prepared for all its batches
+
     def predict(*columns: pa.Array) -> pa.Array:  # captures plain values only
-        return predict_arrow(dict(zip(names, columns, strict=True)), centers, distance,
+        if not prepared:  # -2c and, for sparse batches, its d x k transpose: once a task
+            prepared.append(K.Prepared(centers))
+        return predict_arrow(dict(zip(names, columns, strict=True)), prepared[0], distance,
                              handle_invalid, features_col)
 
     udf = arrow_udf(predict, T.IntegerType())
