@@ -26,15 +26,36 @@ ROOT = Path(__file__).resolve().parents[1]
 NEEDS_JAVA = ("spark", "cluster")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist starts its workers
+def pytest_configure(config: pytest.Config) -> None:
+    """Without Java, no xdist workers: the run collects here and stops with the one-line
+    message below (or runs the tests that need no Spark)."""
+    if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
+        try:
+            check_java()
+        except JavaNotFoundError:
+            config.option.dist, config.option.numprocesses, config.option.tx = "no", None, []
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Stop at once without Java if a selected test needs Spark; run the test that stops the
-    shared cluster after every other (the order is otherwise kept)."""
+    shared cluster after every other (the order is otherwise kept).
+
+    Under pytest-xdist (``-n 2 --dist loadgroup``, the default in pyproject.toml) a module's
+    tests stay on one worker, so its module fixtures (a Connect server, a benchmark run) start
+    once, and every test of the standalone cluster goes to one worker: one cluster a run."""
     if any(name in getattr(item, "fixturenames", ()) for item in items for name in NEEDS_JAVA):
         try:
             check_java()
         except JavaNotFoundError as e:
             pytest.exit(str(e), returncode=3)
     items.sort(key=lambda item: item.get_closest_marker("stops_cluster") is not None)
+    for item in items:
+        on_cluster = ("cluster" in getattr(item, "fixturenames", ())
+                      or item.get_closest_marker("stops_cluster") is not None)
+        group = "cluster" if on_cluster else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
