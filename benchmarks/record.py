@@ -170,6 +170,14 @@ _MERGE_SAME_VERSIONS = ("python", "pyspark", "java", "numpy", "pyarrow", "scikit
 _MERGE_SAME_MACHINE = ("nproc", "memory_bytes", "cpu_model")
 
 
+def _same(key: str, a: Any, b: Any) -> bool:
+    """Do two runs agree on ``key``? The machine's total memory within 1%: the kernel's
+    ``MemTotal`` moves by a few hundred kB from one boot to the next."""
+    if key == "memory_bytes" and a and b:
+        return abs(a - b) <= 0.01 * max(a, b)
+    return bool(a == b)
+
+
 def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     """One record from runs of different cells on one machine (the full grid in pieces, or
     some cells measured again).
@@ -214,7 +222,7 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
              rec["environment"]["machine"]),
         ):
             for key in keys:
-                if a.get(key) != b.get(key):
+                if not _same(key, a.get(key), b.get(key)):
                     raise ValueError(f"{first_path.name} and {path.name} differ in {group} "
                                      f"{key!r} ({a.get(key)!r} vs {b.get(key)!r}): their "
                                      "figures are not comparable on one page")

@@ -150,6 +150,7 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
     other["cells"] = other["cells"][:1]  # the dense cell, as another cell
     other["cells"][0].update(cell="3e4,2,3", n=30_000)
     other["settings"]["repeats"] = 2
+    other["environment"]["machine"]["memory_bytes"] += 300_000  # MemTotal after a reboot
     second = tmp_path / "second.json"
     second.write_text(json.dumps(other))
 
