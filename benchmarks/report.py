@@ -646,11 +646,14 @@ python -m benchmarks.run --grid full
 # Spark Connect: (1e6, 20, 20) and (1e6, 100, 100) on a Connect server over local[2] started
 # for the run (12g, as the classic runs), ours vs ml KMeans row and block, 3 interleaved
 # rounds: about 30-40 minutes (estimated from the classic run's times of the built-ins;
-# (1e6, 100, 100) takes most of it, the built-in's default fit alone ~10 min); then one page
-# with the classic runs (the Connect cells are apart from the classic cells of the same n, d, k)
+# (1e6, 100, 100) takes most of it, the built-in's default fit alone ~10 min). Its page has
+# only the Connect section: merge it with classic runs of the same machine and settings (the
+# Connect cells stay apart from the classic cells of the same n, d, k) ...
 python -m benchmarks.run --grid default --backend connect
-python -m benchmarks.run --report-only benchmarks/results/<classic>.json ... \
+python -m benchmarks.run --report-only benchmarks/results/<classic>.json ... \\
     benchmarks/results/<connect>.json
+# ... or measure the dense target cells classic, then on Connect, in one run: 1.5-2 hours
+python -m benchmarks.run --grid default --features dense --backend both
 # CI-sized check (1-2 minutes; with the Connect cell about a minute more), into a scratch
 # directory (tests/test_benchmarks_smoke.py runs it with --backend both)
 python -m benchmarks.run --grid smoke --out-dir /tmp/bench --docs-dir /tmp/bench
