@@ -469,8 +469,8 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def run_cell(spark: SparkSession, settings: G.Settings, cell: G.Cell,
              sampler: MemorySampler) -> dict[str, Any]:
     """Measure one cell; every failure is recorded in the result, not raised."""
-    out: dict[str, Any] = {"cell": cell.key, "n": cell.n, "d": cell.d, "k": cell.k,
-                           "raw_bytes": cell.raw_bytes, "status": "ok"}
+    out: dict[str, Any] = {"cell": cell.key, "backend": "classic", "n": cell.n, "d": cell.d,
+                           "k": cell.k, "raw_bytes": cell.raw_bytes, "status": "ok"}
     if cell.sparse:
         out["nnz"] = cell.nnz
     reason = G.skip_reason(cell, settings.max_nd)

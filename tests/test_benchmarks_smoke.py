@@ -54,6 +54,7 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
     assert record["environment"]["versions"]["pyspark"]
     cell, sparse, _ = record["cells"]
     assert "nnz" not in cell and sparse["nnz"] == 20
+    assert cell["backend"] == sparse["backend"] == "classic"
     assert cell["status"] == "ok", cell.get("traceback")
     assert set(cell["competitors"]) == COMPETITORS
     for res in cell["competitors"].values():
@@ -275,6 +276,28 @@ def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     estimator = LloydKMeans(k=3, maxIter=2, initMode="random")
     probe.run(lambda: estimator.setIterationCallback(probe.on_iteration).fit(df))
     assert probe.peak_host_file_bytes == X.nbytes, probe.to_json()
+
+
+def test_connect_settings():
+    """``--backend connect`` takes the grid's Connect cells (dense only) and the competitors
+    that exist on Connect; ``both`` keeps the classic cells too; the client process reads the
+    settings back from their JSON unchanged."""
+    from benchmarks import grid as G
+    from benchmarks.run import build_settings, parse_args
+
+    connect = build_settings(parse_args(["--grid", "default", "--backend", "connect"]))
+    assert connect.cells == [] and connect.connect_cells == list(G.CONNECT_TARGET_CELLS)
+    assert connect.connect_competitors == ["ours", "ml_row", "ml_block"]
+    both = build_settings(parse_args(["--grid", "smoke", "--backend", "both"]))
+    assert both.cells == G.grid_cells(G.GRIDS["smoke"], "both")
+    assert both.connect_cells == [G.Cell(20_000, 2, 3)]
+    assert both.connect_competitors == ["ours", "ml_row"]
+    assert G.Settings.from_json(both.to_json()) == both
+    assert build_settings(parse_args(["--grid", "smoke"])).connect_cells == []
+    with pytest.raises(ValueError, match="dense cells only"):
+        build_settings(parse_args(["--backend", "connect", "--cells", "1e5,2^18,20,30"]))
+    with pytest.raises(ValueError, match="none of"):
+        build_settings(parse_args(["--backend", "connect", "--competitors", "mllib,sklearn"]))
 
 
 def test_the_per_row_floor_runs_only_where_it_finishes_in_minutes():
