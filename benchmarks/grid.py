@@ -17,6 +17,12 @@ from typing import Any
 COMPETITORS: tuple[str, ...] = ("ours", "mllib", "ml_row", "ml_block", "sklearn", "per_row")
 #: The Spark built-ins: "best built-in" is the fastest of these in a cell.
 BUILTINS: tuple[str, ...] = ("mllib", "ml_row", "ml_block")
+#: What runs on a Spark Connect server (``--backend connect``): ours and the ml built-ins (the
+#: RDD API of ``mllib``, a driver-side array and the walkthrough's RDDs do not exist there).
+CONNECT_COMPETITORS: tuple[str, ...] = ("ours", "ml_row", "ml_block")
+#: Which backends a run measures (``--backend``): the classic session (py4j), a Spark Connect
+#: server with the client in its own process, or both, one after the other.
+BACKENDS: tuple[str, ...] = ("classic", "connect", "both")
 #: Human-readable names for tables and plots.
 LABELS: dict[str, str] = {
     "ours": "ours (LloydKMeans)",
@@ -123,6 +129,10 @@ class GridSpec:
     #: Sparse cells (text-like data), run after the dense ones unless ``--features`` says
     #: otherwise.
     sparse_cells: tuple[Cell, ...] = ()
+    #: Cells measured on a Spark Connect server (``--backend connect`` or ``both``), and the
+    #: competitors that run there (those of ``--competitors`` among them).
+    connect_cells: tuple[Cell, ...] = ()
+    connect_competitors: tuple[str, ...] = CONNECT_COMPETITORS
 
 
 def _cells(*triples: tuple[float, int, int]) -> tuple[Cell, ...]:
@@ -131,6 +141,8 @@ def _cells(*triples: tuple[float, int, int]) -> tuple[Cell, ...]:
 
 #: The sparse cells the targets name: documents of ~30 hashed words, 2^18 features.
 SPARSE_TARGET_CELLS: tuple[Cell, ...] = (Cell(10**5, 2**18, 20, 30), Cell(10**6, 2**18, 100, 30))
+#: The cells the Spark Connect targets name.
+CONNECT_TARGET_CELLS: tuple[Cell, ...] = _cells((1e6, 20, 20), (1e6, 100, 100))
 #: Which cells of a grid a run takes (``--features``).
 FEATURES: tuple[str, ...] = ("both", "dense", "sparse")
 
@@ -142,18 +154,19 @@ GRIDS: dict[str, GridSpec] = {
         cells=_cells((2e4, 2, 3)),
         repeats=1, m1=1, m2=3, driver_memory="2g", smoke=True, per_row_iters=(0, 1),
         warmup=False, transform_calls=1, sparse_cells=(Cell(10**4, 2**14, 4, 20),),
+        connect_cells=_cells((2e4, 2, 3)), connect_competitors=("ours", "ml_row"),
     ),
     # The cells the performance targets name.
     "default": GridSpec(
         cells=_cells((1e5, 2, 3), (1e6, 2, 3), (1e6, 20, 20), (1e6, 100, 100), (4e6, 20, 20)),
         repeats=3, m1=2, m2=6, driver_memory="12g", smoke=False,
-        sparse_cells=SPARSE_TARGET_CELLS,
+        sparse_cells=SPARSE_TARGET_CELLS, connect_cells=CONNECT_TARGET_CELLS,
     ),
     # The whole n x d x k grid; infeasible cells are skipped with a reason (see skip_reason).
     "full": GridSpec(
         cells=_cells(*itertools.product((1e5, 1e6, 4e6), (2, 20, 100), (3, 20, 100))),
         repeats=3, m1=2, m2=6, driver_memory="12g", smoke=False,
-        sparse_cells=SPARSE_TARGET_CELLS,
+        sparse_cells=SPARSE_TARGET_CELLS, connect_cells=CONNECT_TARGET_CELLS,
     ),
 }
 
@@ -208,10 +221,26 @@ class Settings:
     spark_conf: dict[str, str] = field(default_factory=dict)
     #: which of the grid's cells ran (see :func:`grid_cells`; ``--cells`` overrides)
     features: str = "both"
+    #: which backends ran (one of :data:`BACKENDS`)
+    backend: str = "classic"
+    #: the cells measured on a Spark Connect server (none when ``backend == "classic"``) and
+    #: the competitors measured there
+    connect_cells: list[Cell] = field(default_factory=list)
+    connect_competitors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["cells"] = [c.key for c in self.cells]
+        out["connect_cells"] = [c.key for c in self.connect_cells]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Settings:
+        """The settings :meth:`to_json` wrote (the Connect client reads them so)."""
+        out = cls(**{**data, "cells": [], "connect_cells": []})
+        for name in ("cells", "connect_cells"):
+            if data[name]:
+                setattr(out, name, parse_cells(";".join(data[name])))
         return out
 
 

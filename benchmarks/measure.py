@@ -178,6 +178,13 @@ def keep_python_workers_warm(spark: Any, partitions: int) -> None:
     )
 
 
+def keep_connect_workers_warm(spark: Any, partitions: int) -> None:
+    """:func:`keep_python_workers_warm` on a Spark Connect session, which has no RDDs: one
+    Arrow stage (a fit there is one ``mapInArrow`` job, one Python worker per task)."""
+    spark.range(0, partitions, 1, numPartitions=partitions).mapInArrow(
+        _touch_batches, "id long").collect()
+
+
 # --------------------------------------------------------------------------------------
 # Memory
 # --------------------------------------------------------------------------------------

@@ -95,7 +95,15 @@ def environment(spark: SparkSession) -> dict[str, Any]:
     java = None
     if jvm is not None:
         java = str(jvm.java.lang.System.getProperty("java.version"))
-    conf = dict(sorted(spark.sparkContext.getConf().getAll()))
+    return environment_of(spark.version, java, dict(spark.sparkContext.getConf().getAll()),
+                          jvm_blas(spark))
+
+
+def environment_of(spark_version: str, java: str | None, spark_conf: dict[str, str],
+                   blas: dict[str, str | None] | None) -> dict[str, Any]:
+    """:func:`environment` from its Spark facts (a Spark Connect client reads them from the
+    server's REST API; it has no JVM of its own)."""
+    conf = dict(sorted(spark_conf.items()))
     for secret_like in [k for k in conf if "secret" in k.lower() or "password" in k.lower()]:
         conf.pop(secret_like)
     return {
@@ -103,7 +111,7 @@ def environment(spark: SparkSession) -> dict[str, Any]:
         "versions": {
             "python": platform.python_version(),
             "pyspark": _version("pyspark"),
-            "spark": spark.version,
+            "spark": spark_version,
             "java": java,
             "numpy": _version("numpy"),
             "pyarrow": _version("pyarrow"),
@@ -113,7 +121,7 @@ def environment(spark: SparkSession) -> dict[str, Any]:
         },
         "machine": machine(),
         "spark_conf": conf,
-        "jvm_blas": jvm_blas(spark),
+        **({"jvm_blas": blas} if blas else {}),
         "python_executable": sys.executable,
         "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                            "OMP_NUM_THREADS", "SPARK_LOCAL_IP")
@@ -162,6 +170,14 @@ _MERGE_SAME_VERSIONS = ("python", "pyspark", "java", "numpy", "pyarrow", "scikit
 _MERGE_SAME_MACHINE = ("nproc", "memory_bytes", "cpu_model")
 
 
+def _same(key: str, a: Any, b: Any) -> bool:
+    """Do two runs agree on ``key``? The machine's total memory within 1%: the kernel's
+    ``MemTotal`` moves by a few hundred kB from one boot to the next."""
+    if key == "memory_bytes" and a and b:
+        return abs(a - b) <= 0.01 * max(a, b)
+    return bool(a == b)
+
+
 def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     """One record from runs of different cells on one machine (the full grid in pieces, or
     some cells measured again).
@@ -185,7 +201,7 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     for path, rec in parts:
         created = rec.get("created", "")
         for cell in rec.get("cells", []):
-            key = cell["cell"]
+            key = cell_id(cell)
             if key not in taken:
                 taken[key] = (created, path, cell)
                 continue
@@ -206,15 +222,16 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
              rec["environment"]["machine"]),
         ):
             for key in keys:
-                if a.get(key) != b.get(key):
+                if not _same(key, a.get(key), b.get(key)):
                     raise ValueError(f"{first_path.name} and {path.name} differ in {group} "
                                      f"{key!r} ({a.get(key)!r} vs {b.get(key)!r}): their "
                                      "figures are not comparable on one page")
     cells = sorted((c for _, _, c in taken.values()),
-                   key=lambda c: (c.get("nnz") or 0, c["n"], c["d"], c["k"]))
+                   key=lambda c: (c.get("backend") == "connect", c.get("nnz") or 0, c["n"],
+                                 c["d"], c["k"]))
     settings = dict(first["settings"])
     settings["grid"] = "+".join(dict.fromkeys(rec["settings"]["grid"] for _, rec in parts))
-    settings["cells"] = [c["cell"] for c in cells]
+    settings["cells"] = [cell_id(c) for c in cells]
     settings["repeats"] = sorted({rec["settings"]["repeats"] for _, rec in parts}, reverse=True)
     commits = [rec["environment"].get("git", {}).get("commit") for _, rec in parts]
     environment = dict(first["environment"])
@@ -240,6 +257,9 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
         "cells": cells,
         "total_seconds": sum(rec.get("total_seconds", 0) for _, rec in parts),
         "memory_overall": memory,
+        **({"connect_environment": connect[-1]} if (connect := [
+            rec["connect_environment"] for _, rec in parts if rec.get("connect_environment")])
+           else {}),
         "parts": [
             {
                 "result": _display_path(path),
@@ -249,7 +269,7 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
                 "dirty": rec["environment"].get("git", {}).get("dirty"),
                 "grid": rec["settings"]["grid"],
                 "repeats": rec["settings"]["repeats"],
-                "cells": [c["cell"] for c in cells if taken[c["cell"]][1] == path],
+                "cells": [cell_id(c) for c in cells if taken[cell_id(c)][1] == path],
                 "complete": rec.get("complete", False),
                 "total_seconds": rec.get("total_seconds"),
             }
@@ -258,6 +278,12 @@ def merge(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
         "superseded": superseded,
         "code_changes": code_changes(commits),
     }
+
+
+def cell_id(cell: dict[str, Any]) -> str:
+    """A cell's name in a record: its key (``"1e6,20,20"``), prefixed ``"connect "`` when it
+    was measured on a Spark Connect server (the same cell measured classic is another)."""
+    return ("connect " if cell.get("backend") == "connect" else "") + cell["cell"]
 
 
 def code_changes(commits: list[str | None], root: Path = REPO_ROOT) -> list[str] | None:

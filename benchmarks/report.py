@@ -3,19 +3,21 @@ the pass/fail verdict of every performance target, all computed from a result re
 so ``--report-only RESULT.json`` regenerates them without running anything.
 
 The page's sections are about the dense cells; a record with sparse cells also gets the
-*Sparse features* section and its targets from :mod:`benchmarks.report_sparse`.
+*Sparse features* section and its targets from :mod:`benchmarks.report_sparse`, a record with
+cells measured on a Spark Connect server the *Spark Connect* section from
+:mod:`benchmarks.report_connect`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks.grid import COMPETITORS, LABELS, LONGER_RUNS, format_count, format_dim
-from benchmarks.record import REPO_ROOT
+from benchmarks.record import REPO_ROOT, cell_id
 
 #: Timing targets are judged only on cells this large: smaller cells measure Spark's fixed
 #: per-job overhead more than the algorithm.
@@ -43,15 +45,24 @@ class Target:
 
 
 #: A record read as its sparse cells (:func:`benchmarks.report_sparse.view`) has this key set
-#: to ``"sparse"``: the page's tables and targets then cover its sparse cells.
+#: to ``"sparse"``, as its Spark Connect cells (:func:`benchmarks.report_connect.view`) to
+#: ``"connect"``: the page's tables and targets then cover those cells.
 VIEW_KEY = "_view"
 
 
+def _kind(cell: dict[str, Any]) -> str:
+    """``"connect"`` for a cell measured on a Spark Connect server, else ``"sparse"`` or
+    ``"dense"`` by its data."""
+    if cell.get("backend") == "connect":
+        return "connect"
+    return "sparse" if cell.get("nnz") is not None else "dense"
+
+
 def _cells(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The cells that ran: the dense ones, or the sparse ones of a sparse view."""
-    sparse = record.get(VIEW_KEY) == "sparse"
+    """The cells that ran: the dense classic ones, or those of a view (sparse, connect)."""
+    view = record.get(VIEW_KEY, "dense")
     return [c for c in record.get("cells", []) if c.get("status") == "ok"
-            and (c.get("nnz") is not None) == sparse]
+            and _kind(c) == view]
 
 
 def _find(record: dict[str, Any], n: float, d: int, k: int) -> dict[str, Any] | None:
@@ -101,6 +112,12 @@ def _worst_target(record: dict[str, Any], tid: str, description: str, limit: flo
     t.status = _judge(ok, record.get("smoke", False))
     t.detail = "; ".join(f"{k}: {_fmt_x(v)}" for k, v in values)
     return t
+
+
+def prefixed(t: Target, prefix: str, description: str) -> Target:
+    """``t`` as a target of a section of its own (sparse, Connect): its id prefixed, its
+    description replaced."""
+    return replace(t, id=prefix + t.id, description=description)
 
 
 def _linearity(record: dict[str, Any]) -> Target:
@@ -157,9 +174,10 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
                       lambda c: c.get("memory", {}).get("ours_cache_ratio"), 0),
         *_correctness(record),
     ]
-    from benchmarks import report_sparse  # it builds on this module
+    from benchmarks import report_connect, report_sparse  # they build on this module
 
-    return [asdict(t) for t in targets] + report_sparse.evaluate_targets(record)
+    return ([asdict(t) for t in targets] + report_sparse.evaluate_targets(record)
+            + report_connect.evaluate_targets(record))
 
 
 # --------------------------------------------------------------------------------------
@@ -204,6 +222,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out
+
+
+def demote(lines: list[str]) -> list[str]:
+    """The page's sections one heading level lower, inside a section of their own."""
+    return ["#" + ln if ln.startswith("##") else ln for ln in lines]
 
 
 def _status_icon(status: str) -> str:
@@ -454,9 +477,14 @@ def _transform_path(t: dict[str, Any]) -> str:
     return f"{path} (`handleInvalid=\"{t.get('ours_handle_invalid', '?')}\"`)"
 
 
+def probed_fit_text(record: dict[str, Any]) -> str:
+    """Which fit of each competitor was probed for what it caches."""
+    return ("an untimed warm-up fit" if record["settings"].get("warmup", True)
+            else "the first timed `maxIter=m1` fit (warm-up off)")
+
+
 def _memory_section(record: dict[str, Any]) -> list[str]:
-    probed = ("an untimed warm-up fit" if record["settings"].get("warmup", True)
-              else "the first timed `maxIter=m1` fit (warm-up off)")
+    probed = probed_fit_text(record)
     lines = [
         "## Memory",
         "",
@@ -615,7 +643,19 @@ python -m benchmarks.run --grid default --features dense
 python -m benchmarks.run --grid default --features sparse --driver-memory 12g
 # the whole n x d x k grid where feasible, and the sparse cells: several hours
 python -m benchmarks.run --grid full
-# CI-sized check (1-2 minutes), into a scratch directory (what tests/test_benchmarks_smoke.py runs)
+# Spark Connect: (1e6, 20, 20) and (1e6, 100, 100) on a Connect server over local[2] started
+# for the run (12g, as the classic runs), ours vs ml KMeans row and block, 3 interleaved
+# rounds: about 30-40 minutes (estimated from the classic run's times of the built-ins;
+# (1e6, 100, 100) takes most of it, the built-in's default fit alone ~10 min). Its page has
+# only the Connect section: merge it with classic runs of the same machine and settings (the
+# Connect cells stay apart from the classic cells of the same n, d, k) ...
+python -m benchmarks.run --grid default --backend connect
+python -m benchmarks.run --report-only benchmarks/results/<classic>.json ... \\
+    benchmarks/results/<connect>.json
+# ... or measure the dense target cells classic, then on Connect, in one run: 1.5-2 hours
+python -m benchmarks.run --grid default --features dense --backend both
+# CI-sized check (1-2 minutes; with the Connect cell about a minute more), into a scratch
+# directory (tests/test_benchmarks_smoke.py runs it with --backend both)
 python -m benchmarks.run --grid smoke --out-dir /tmp/bench --docs-dir /tmp/bench
 # chosen cells, more rounds, a subset of competitors; 'n,d,k,nnz' is a sparse cell
 python -m benchmarks.run --cells "1e6,20,20;4e6,20,20" --repeats 5 --competitors ours,mllib
@@ -643,9 +683,11 @@ d = 2, n <= 1e5, k <= 20 (one filter pass per cluster: ~6 min per iteration at k
 never on sparse cells;
 in `--grid full`, the cells (4e6, 100, k): 3.2 GB raw, held about four times at once
 (DataFrame cache, MLlib's cached RDD, the competitor's own copy, worker copies), which does
-not fit a 12g driver heap on a 24 GiB machine. The code is in `benchmarks/` (`grid.py`,
-`datagen.py`, `textgen.py`, `competitors.py`, `measure.py`, `storage.py`, `record.py`,
-`report.py`, `report_sparse.py`, `run.py`).
+not fit a 12g driver heap on a 24 GiB machine. On Spark Connect (`--backend connect`): ours
+and ml KMeans (row, block) only. The code is in `benchmarks/` (`grid.py`, `datagen.py`,
+`textgen.py`, `competitors.py`, `measure.py`, `storage.py`, `record.py`, `report.py`,
+`report_sparse.py`, `report_connect.py`, `run.py`, `connect.py`; the Connect server from
+`tests/connect_server.py`).
 """
 
 
@@ -688,18 +730,23 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
         "## Targets",
         "",
     ]
-    from benchmarks import report_sparse  # it builds on this module
+    from benchmarks import report_connect, report_sparse  # they build on this module
 
     sparse = report_sparse.section(record, targets)
-    dense = bool(_cells(record)) or not sparse  # a sparse-only run has no dense sections
+    connect = report_connect.section(record, targets)
+    # a sparse-only or Connect-only run has no dense sections
+    dense = bool(_cells(record)) or not (sparse or connect)
     if dense:
         lines += _table(["target", "limit", "measured", "verdict", "detail"], [
             [t["description"], t["limit"], t["value"], _status_icon(t["status"]), t["detail"]]
-            for t in targets if not t["id"].startswith(report_sparse.PREFIX)
+            for t in targets
+            if not t["id"].startswith((report_sparse.PREFIX, report_connect.PREFIX))
         ])
-    if sparse:
-        lines += [*([""] if dense else []),
-                  "Targets of the sparse cells: see [Sparse features](#sparse-features)."]
+    for part, text in ((sparse, "Targets of the sparse cells: see "
+                                "[Sparse features](#sparse-features)."),
+                       (connect, "Targets on Spark Connect: see [Spark Connect](#spark-connect).")):
+        if part:
+            lines += [*([""] if lines[-1] else []), text]
     lines += ["", f"![per-iteration seconds per cell]({image})", ""]
     if not record.get("smoke") and ANALYSIS.exists():
         lines += [ANALYSIS.read_text().rstrip(), ""]
@@ -710,6 +757,7 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
         lines += _fit_transform_section(record)
         lines += _memory_section(record)
     lines += sparse
+    lines += connect
     lines += _skipped_section(record)
     lines += _environment_section(record, json_path)
     lines += [REPRODUCE]
@@ -736,7 +784,8 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
         axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         axis.yaxis.set_minor_formatter(NullFormatter())
 
-    cells = _cells(record) or _cells({**record, VIEW_KEY: "sparse"})  # a sparse-only run
+    cells = (_cells(record) or _cells({**record, VIEW_KEY: "sparse"})  # a sparse-only run
+             or _cells({**record, VIEW_KEY: "connect"}))  # or a Connect-only one
     present = [n for n in COMPETITORS if any(n in c.get("competitors", {}) for c in cells)]
     if len(cells) > 8:  # the full grid: one panel above the other, room for every label
         fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(14.0, 0.6 * len(cells)), 11))
@@ -799,8 +848,11 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
     bx.legend(fontsize=8)
     bx.grid(axis="y", which="both", alpha=0.3)
     title = "sparkml_lloyd benchmarks"
-    if record.get(VIEW_KEY) == "sparse" or not _cells(record):
+    if record.get(VIEW_KEY) == "sparse" or (not _cells(record) and any(
+            _kind(c) == "sparse" for c in cells)):
         title += ": sparse features"
+    elif any(_kind(c) == "connect" for c in cells):
+        title += ": Spark Connect"
     if record.get("smoke"):
         title += " (SMOKE RUN: tiny data, not meaningful)"
     fig.suptitle(title)
@@ -831,12 +883,13 @@ def summary_text(record: dict[str, Any]) -> str:
     """A few lines for the terminal: per-iteration ratios and target verdicts."""
     lines = []
     for c in record.get("cells", []):
+        name = cell_id(c)
         if c.get("status") != "ok":
-            lines.append(f"{c['cell']}: {c['status']} {c.get('reason') or c.get('error', '')}")
+            lines.append(f"{name}: {c['status']} {c.get('reason') or c.get('error', '')}")
             continue
         per = ", ".join(f"{n}={_fmt_s(r['per_iter'])}s"
                         for n, r in c.get("competitors", {}).items())
-        lines.append(f"{c['cell']}: per iteration {per}; ours/best built-in "
+        lines.append(f"{name}: per iteration {per}; ours/best built-in "
                      f"{_fmt_x(c.get('ratio_to_best_builtin'))}; centers max rel diff "
                      f"{c.get('centers_check', {}).get('max_rel_diff')}")
     for t in record.get("targets") or evaluate_targets(record):

@@ -10,7 +10,7 @@ files against the data's non-zero storage, and the targets of the sparse-feature
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from benchmarks import report as R
@@ -40,7 +40,7 @@ def sparse_cells(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _prefixed(t: R.Target, description: str) -> R.Target:
-    return replace(t, id=PREFIX + t.id, description=description)
+    return R.prefixed(t, PREFIX, description)
 
 
 def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -74,11 +74,6 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _name(cell: Cell) -> str:
     return f"({R._fmt_n(cell.n)}, {format_dim(cell.d)}, {cell.k}, ~{cell.nnz} nnz)"
-
-
-def _demote(lines: list[str]) -> list[str]:
-    """The dense page's sections one heading level lower, inside this section."""
-    return ["#" + ln if ln.startswith("##") else ln for ln in lines]
 
 
 def _data_table(cells: list[dict[str, Any]]) -> list[str]:
@@ -181,4 +176,4 @@ def section(record: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
     ]
     body = (R._per_iteration_section(v, present) + R._time_split_section(v)
             + R._correctness_section(v, present) + R._fit_transform_section(v))
-    return [*lines, *_demote(body)]
+    return [*lines, *R.demote(body)]

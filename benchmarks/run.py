@@ -18,6 +18,10 @@ interrupted run keeps what it measured) and regenerates ``docs/benchmarks.md`` a
 (several results make one page: the full grid run in pieces, or cells measured again, each
 cell from the newest run that has it).
 
+``--backend connect`` measures the grid's Connect cells on a Spark Connect server instead
+(ours and the ml built-ins, the client in its own process: :mod:`benchmarks.connect`);
+``--backend both`` runs the classic cells, then the Connect cells, into one record.
+
 Exit status: 0 when every cell ran and every center comparison agreed; 1 when a cell failed
 or centers disagreed; 2 for bad arguments. Performance targets are reported, not enforced.
 """
@@ -29,6 +33,8 @@ import gc
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +95,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "documents) or both (default: both)")
     p.add_argument("--repeats", type=int, help="rounds per measurement (grid default: 3; "
                    "smoke 1); medians are reported")
-    p.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    p.add_argument("--backend", choices=G.BACKENDS, default="classic",
+                   help="classic: a local session (default); connect: the grid's Connect cells "
+                   "on a Spark Connect server started for the run, ours vs the ml built-ins, "
+                   "the client in its own process; both: classic, then connect, one record")
+    p.add_argument("--master", default="local[2]", help="Spark master (default local[2]; "
+                   "with --backend connect, the server's)")
     p.add_argument("--partitions", type=int,
                    help="input partitions for every competitor (default: cores of --master)")
     p.add_argument("--m1", type=int, help="smaller maxIter of the per-iteration difference")
@@ -125,6 +136,13 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
         raise ValueError("--cells and --features exclude each other: a cell 'n,d,k,nnz' is "
                          "sparse, 'n,d,k' dense")
     cells = G.parse_cells(args.cells) if args.cells else G.grid_cells(spec, features)
+    connect_cells: list[G.Cell] = []
+    if args.backend != "classic":
+        connect_cells = G.parse_cells(args.cells) if args.cells else [*spec.connect_cells]
+        if any(c.sparse for c in connect_cells):
+            raise ValueError("--backend connect measures dense cells only")
+    if args.backend == "connect":
+        cells = []
     m1 = spec.m1 if args.m1 is None else args.m1
     m2 = spec.m2 if args.m2 is None else args.m2
     if not 0 <= m1 < m2:
@@ -141,6 +159,9 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
     unknown = sorted(set(names) - set(G.COMPETITORS))
     if unknown or not names:
         raise ValueError(f"unknown competitors {unknown}; choose from {G.COMPETITORS}")
+    connect_names = [c for c in spec.connect_competitors if c in names] if connect_cells else []
+    if connect_cells and not connect_names:
+        raise ValueError(f"--backend {args.backend}: none of {spec.connect_competitors} chosen")
     repeats = spec.repeats if args.repeats is None else args.repeats
     if repeats < 1:
         raise ValueError("--repeats must be >= 1")
@@ -155,7 +176,8 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
         competitors=[c for c in G.COMPETITORS if c in names], smoke=spec.smoke,
         max_nd=int(args.max_nd),
         longer_runs=not spec.smoke and args.m2 is None, transform_calls=spec.transform_calls,
-        features=features,
+        features=features, backend=args.backend, connect_cells=connect_cells,
+        connect_competitors=connect_names,
     )
     settings.spark_conf = {
         "spark.driver.memory": driver_memory,
@@ -169,6 +191,25 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
 # --------------------------------------------------------------------------------------
 # One cell
 # --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the measuring of a cell asks of its backend (classic here, Connect in
+    :mod:`benchmarks.connect`): make the next timed call start clean; run one fit under a
+    probe of what it caches (the outcome and the probe's figures); name the path our
+    ``transform`` takes."""
+
+    quiesce: Callable[[], None]
+    probed_fit: Callable[[C.Competitor, int], tuple[C.FitOutcome, dict[str, Any]]]
+    transform_path: Callable[[Any, Any], str]
+
+
+def _classic_hooks(spark: SparkSession, sampler: MemorySampler) -> Hooks:
+    sc = spark.sparkContext
+    return Hooks(lambda: _quiesce(spark),
+                 lambda comp, m: _probed_fit(sc, sampler.jvm_pid, comp, m),
+                 C.transform_path)
 
 
 def _quiesce(spark: SparkSession) -> None:
@@ -231,10 +272,9 @@ def _probed_fit(sc: SparkContext, jvm_pid: int, comp: C.Competitor,
     return out, probe.to_json()
 
 
-def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
+def _timed_rounds(hooks: Hooks, settings: G.Settings, cell: G.Cell,
                   comps: list[C.Competitor], sampler: MemorySampler
                   ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, np.ndarray]]]:
-    sc = spark.sparkContext
     results: dict[str, dict[str, Any]] = {}
     centers: dict[str, dict[int, np.ndarray]] = {}
     for comp in comps:
@@ -247,8 +287,8 @@ def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
             sampler.set_phase(f"{cell.key}:{comp.name}")
             res = results[comp.name]
             log(f"{cell.key}: warm-up {comp.name} (maxIter={res['m1']})")
-            _quiesce(spark)
-            out, res["fit_cache"] = _probed_fit(sc, sampler.jvm_pid, comp, res["m1"])
+            hooks.quiesce()
+            out, res["fit_cache"] = hooks.probed_fit(comp, res["m1"])
             res["warmup_seconds"] = out.seconds
     for r in range(settings.repeats):
         shift = r % len(comps)
@@ -259,10 +299,10 @@ def _timed_rounds(spark: SparkSession, settings: G.Settings, cell: G.Cell,
             # pair) then cancels in the median instead of biasing every difference one way
             for label in ("m1", "m2") if r % 2 == 0 else ("m2", "m1"):
                 m = res[label]
-                _quiesce(spark)
+                hooks.quiesce()
                 if not settings.warmup and r == 0 and label == "m1":
                     # No warm-up: probe this (timed) fit; the polling costs a little time.
-                    out, res["fit_cache"] = _probed_fit(sc, sampler.jvm_pid, comp, m)
+                    out, res["fit_cache"] = hooks.probed_fit(comp, m)
                 else:
                     out = comp.fit(m)
                 res[f"t_{label}"].append(out.seconds)
@@ -327,7 +367,7 @@ def _check_centers(results: dict[str, dict[str, Any]],
     }
 
 
-def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
+def _default_fit_and_transform(hooks: Hooks, settings: G.Settings,
                                data: Any, sampler: MemorySampler) -> dict[str, Any]:
     cell, df = data.cell, data.df
     runs: dict[str, list[C.DefaultFit]] = {"ours": [], "builtin": []}
@@ -335,7 +375,7 @@ def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
     sampler.set_phase(f"{cell.key}:default_fit")
     for r in range(settings.repeats):
         for who in (("ours", "builtin") if r % 2 == 0 else ("builtin", "ours")):
-            _quiesce(spark)
+            hooks.quiesce()
             runs[who].append(fitters[who](df, cell.k, settings.seed))
             log(f"{cell.key}: default fit {who}: {runs[who][-1].seconds:.3f}s "
                 f"({runs[who][-1].num_iter} iterations)")
@@ -368,7 +408,7 @@ def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
         f"built-in {first['builtin']:.3f}s (not in the median)")
     for r in range(settings.repeats * settings.transform_calls):
         for who in (("ours", "builtin") if r % 2 == 0 else ("builtin", "ours")):
-            _quiesce(spark)
+            hooks.quiesce()
             seconds, cpu, total = C.time_transform(models[who], df)
             times[who].append(seconds)
             cpus[who].append(cpu)
@@ -386,7 +426,7 @@ def _default_fit_and_transform(spark: SparkSession, settings: G.Settings,
     tr["rows_per_second_ours"] = cell.n / tr["ours"]["seconds"]
     tr["rows_per_second_builtin"] = cell.n / tr["builtin"]["seconds"]
     tr["predictions_agree"] = sums["ours"] == sums["builtin"]
-    tr["ours_path"] = C.transform_path(models["ours"], df)
+    tr["ours_path"] = hooks.transform_path(models["ours"], df)
     tr["ours_handle_invalid"] = models["ours"].getHandleInvalid()
     tr["method"] = ("model.transform(df).agg(F.sum('prediction')).collect(); same centers; "
                     f"one untimed first call each, then {settings.repeats} x "
@@ -429,8 +469,8 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def run_cell(spark: SparkSession, settings: G.Settings, cell: G.Cell,
              sampler: MemorySampler) -> dict[str, Any]:
     """Measure one cell; every failure is recorded in the result, not raised."""
-    out: dict[str, Any] = {"cell": cell.key, "n": cell.n, "d": cell.d, "k": cell.k,
-                           "raw_bytes": cell.raw_bytes, "status": "ok"}
+    out: dict[str, Any] = {"cell": cell.key, "backend": "classic", "n": cell.n, "d": cell.d,
+                           "k": cell.k, "raw_bytes": cell.raw_bytes, "status": "ok"}
     if cell.sparse:
         out["nnz"] = cell.nnz
     reason = G.skip_reason(cell, settings.max_nd)
@@ -471,19 +511,17 @@ def run_cell(spark: SparkSession, settings: G.Settings, cell: G.Cell,
             comps.append(comp)
             prepared[name] = {"seconds": time.perf_counter() - t0,
                               "cache_bytes": new_cache_bytes(b, cached_rdds(sc))}
-        results, centers = _timed_rounds(spark, settings, cell, comps, sampler)
+        hooks = _classic_hooks(spark, sampler)
+        results, centers = _timed_rounds(hooks, settings, cell, comps, sampler)
         for name, p in prepared.items():
             results[name]["prepare"] = p
         out["competitors"] = results
         out["centers_check"] = _check_centers(results, centers)
         out.update(_ratios(results))
         if "ours" in settings.competitors:
-            out.update(_default_fit_and_transform(spark, settings, data, sampler))
+            out.update(_default_fit_and_transform(hooks, settings, data, sampler))
     except Exception as e:
-        out["status"] = "error"
-        out["error"] = f"{type(e).__name__}: {e}"[:2000]
-        out["traceback"] = traceback.format_exc()[-4000:]
-        log(f"{cell.key}: FAILED: {out['error'][:300]}")
+        record_failure(out, e, cell.key)
     finally:
         sampler.set_phase("idle")
         for comp in comps:
@@ -502,6 +540,14 @@ def run_cell(spark: SparkSession, settings: G.Settings, cell: G.Cell,
     out["memory"] = _memory(out, sampler, cell)
     out["seconds"] = time.perf_counter() - t_cell
     return out
+
+
+def record_failure(out: dict[str, Any], e: Exception, name: str) -> None:
+    """Mark the cell result ``out`` failed with ``e`` (message and traceback), and say so."""
+    out["status"] = "error"
+    out["error"] = f"{type(e).__name__}: {e}"[:2000]
+    out["traceback"] = traceback.format_exc()[-4000:]
+    log(f"{name}: FAILED: {out['error'][:300]}")
 
 
 def _memory(out: dict[str, Any], sampler: MemorySampler, cell: G.Cell) -> dict[str, Any]:
@@ -555,28 +601,47 @@ def _register_by_value() -> None:
 
 
 def run(settings: G.Settings, out_path: Path, command: str) -> dict[str, Any]:
-    """Start Spark, measure every cell, write the JSON after each one, stop Spark."""
+    """Measure every classic cell in a local session, then every Connect cell on a Connect
+    server (:mod:`benchmarks.connect`); write the JSON after each cell."""
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {
+        "schema": R.SCHEMA_VERSION,
+        "created": R.timestamp(),
+        "command": command,
+        "smoke": settings.smoke,
+        "complete": False,
+        "settings": settings.to_json(),
+        "cells": [],
+    }
+    log(f"grid={settings.grid} backend={settings.backend} "
+        f"cells={[c.key for c in settings.cells]} "
+        f"connect cells={[c.key for c in settings.connect_cells]} "
+        f"repeats={settings.repeats} m1={settings.m1} m2={settings.m2} -> {out_path}")
+    if settings.cells:
+        _run_classic(settings, record, out_path, t0)
+    if settings.connect_cells:
+        from benchmarks import connect
+
+        connect.run(settings, record, out_path, t0)
+    record["complete"] = True
+    record["total_seconds"] = time.perf_counter() - t0
+    record["targets"] = report.evaluate_targets(record)
+    R.write_json(record, out_path)
+    return record
+
+
+def _run_classic(settings: G.Settings, record: dict[str, Any], out_path: Path,
+                 t0: float) -> None:
+    """Start a local session, measure the classic cells into ``record``, stop it."""
     from sparkml_lloyd.session import local_session
 
     if SparkSession.getActiveSession() is not None:
         log("warning: a SparkSession is already active; its driver memory is kept")
     _register_by_value()
-    t0 = time.perf_counter()
     spark = local_session(settings.master, app_name="sparkml_lloyd-bench",
                           conf=settings.spark_conf, log_level="ERROR")
     try:
-        record: dict[str, Any] = {
-            "schema": R.SCHEMA_VERSION,
-            "created": R.timestamp(),
-            "command": command,
-            "smoke": settings.smoke,
-            "complete": False,
-            "settings": settings.to_json(),
-            "environment": R.environment(spark),
-            "cells": [],
-        }
-        log(f"grid={settings.grid} cells={[c.key for c in settings.cells]} "
-            f"repeats={settings.repeats} m1={settings.m1} m2={settings.m2} -> {out_path}")
+        record["environment"] = R.environment(spark)
         with MemorySampler(driver_jvm_pid(spark.sparkContext)) as sampler:
             for cell in settings.cells:
                 record["cells"].append(run_cell(spark, settings, cell, sampler))
@@ -585,11 +650,6 @@ def run(settings: G.Settings, out_path: Path, command: str) -> dict[str, Any]:
             record["memory_overall"] = sampler.summary()["overall"]
     finally:
         spark.stop()
-    record["complete"] = True
-    record["total_seconds"] = time.perf_counter() - t0
-    record["targets"] = report.evaluate_targets(record)
-    R.write_json(record, out_path)
-    return record
 
 
 def exit_status(record: dict[str, Any]) -> int:

@@ -6,6 +6,9 @@
   open: data a competitor keeps outside Spark's block manager (ours keeps its blocks there).
 * :class:`CacheProbe` -- polls both while a call runs and keeps their peaks (and, apart, the
   peak of our own block files among the host files: what the sparse memory target judges).
+* :class:`ConnectProbe` -- the same question on a Spark Connect server of this machine, where
+  our blocks live in the memory of the fit's tasks: the growth of the server's Python workers,
+  and Spark's storage info from the server's REST API.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psutil
 from pyspark import SparkContext
 
-from benchmarks.measure import process_tree
+from benchmarks.measure import process_tree, pss_bytes, python_workers
 from sparkml_lloyd._blockstore import PREFIX as BLOCK_PREFIX
 
 if TYPE_CHECKING:
@@ -109,6 +112,26 @@ def host_files(procs: list[psutil.Process],
     return found
 
 
+def while_polling(poll: Callable[[], None], interval: float, fn: Callable[[], T]) -> T:
+    """Call ``fn()`` while a thread calls ``poll()`` every ``interval`` seconds (once right
+    away); the thread has ended when this returns."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            poll()
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=loop, name="cache-probe", daemon=True)
+    thread.start()
+    try:
+        return fn()
+    finally:
+        stop.set()
+        thread.join()
+
+
 @dataclass
 class CacheProbe:
     """Polls, while a call runs, (a) Spark's storage info for RDDs that were not cached when
@@ -182,21 +205,9 @@ class CacheProbe:
         """Call ``fn()`` while polling every ``interval`` seconds (once right away)."""
         with self._lock:
             self._before, self._known = cached_rdds(self.sc), set()
-        stop = threading.Event()
-
-        def poll() -> None:
-            while True:
-                self._poll()
-                if stop.wait(self.interval):
-                    return
-
-        thread = threading.Thread(target=poll, name="cache-probe", daemon=True)
-        thread.start()
         try:
-            return fn()
+            return while_polling(self._poll, self.interval, fn)
         finally:
-            stop.set()
-            thread.join()
             with self._lock:
                 self._before = None
 
@@ -209,4 +220,58 @@ class CacheProbe:
             "host_files": self.peak_files,
             "peak_block_file_bytes": self.peak_block_file_bytes,
             "spark_rdds": [r.name[:120] for r in self.peak_rdds],
+        }
+
+
+@dataclass
+class ConnectProbe:
+    """Polls, while a call runs against a Spark Connect server on this machine, (a) the summed
+    proportional set size of the server's Python workers (:func:`benchmarks.measure.
+    python_workers` of the server's JVM) and (b) the bytes of RDDs the server caches that were
+    not cached when the probe started (``storage()``: RDD id -> bytes, from the server's REST
+    API); keeps the peak of each, the workers' as growth over their size when the probe
+    started.
+
+    Under Connect our fit keeps its blocks in the memory of its barrier tasks' Python workers
+    (nothing in Spark's storage, no files), so the workers' growth is what it caches, plus
+    whatever else those processes hold meanwhile (Arrow batches being read, the numpy
+    kernel's buffers); a freed allocation a worker keeps does not show as growth.
+    """
+
+    jvm_pid: int
+    storage: Callable[[], dict[int, int]]
+    interval: float = 0.05
+    baseline_workers_bytes: int = 0
+    peak_workers_growth_bytes: int = 0
+    peak_spark_bytes: int = 0
+    polls: int = 0
+
+    def _workers(self) -> int:
+        return sum(pss_bytes(p) for p in python_workers(self.jvm_pid))
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call ``fn()`` while polling every ``interval`` seconds (once right away)."""
+        before = self.storage()
+        self.baseline_workers_bytes = self._workers()
+
+        def poll() -> None:
+            growth = self._workers() - self.baseline_workers_bytes
+            try:
+                now = self.storage()
+            except Exception:  # the REST API did not answer this once
+                now = {}
+            spark = sum(b for i, b in now.items() if i not in before)
+            self.peak_workers_growth_bytes = max(self.peak_workers_growth_bytes, growth)
+            self.peak_spark_bytes = max(self.peak_spark_bytes, spark)
+            self.polls += 1
+
+        return while_polling(poll, self.interval, fn)
+
+    def to_json(self) -> dict[str, Any]:
+        """The peaks, as the result record stores them."""
+        return {
+            "peak_workers_growth_bytes": self.peak_workers_growth_bytes,
+            "workers_baseline_bytes": self.baseline_workers_bytes,
+            "peak_spark_storage_bytes": self.peak_spark_bytes,
+            "polls": self.polls,
         }

@@ -1,5 +1,6 @@
-"""A Spark Connect server from the pip package, for the tests: its own process, on 127.0.0.1
-and a free port, its Python workers on this interpreter, stopped by PID.
+"""A Spark Connect server from the pip package, for the tests and the benchmark suite's Connect
+section (``benchmarks/connect.py``): its own process, on 127.0.0.1 and a free port, its Python
+workers on this interpreter, stopped by PID.
 
 ``<pyspark package>/sbin/start-connect-server.sh`` starts the server as a daemon and writes
 its PID to a file in ``SPARK_PID_DIR`` (a folder of our own); :meth:`ConnectServer.stop`
@@ -89,11 +90,7 @@ class ConnectServer:
 
     def rest(self, path: str) -> Any:
         """The server's Spark UI REST API (``/api/v1/...``), parsed."""
-        import json
-
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{self.ui_port}/api/v1/{path}", timeout=10) as r:
-            return json.loads(r.read())
+        return rest(self.ui_port, path)
 
     def app_id(self) -> str:
         return str(self.rest("applications")[0]["id"])
@@ -119,6 +116,15 @@ class ConnectServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def rest(ui_port: int, path: str) -> Any:
+    """The Spark UI REST API (``/api/v1/...``) on 127.0.0.1 and ``ui_port``, parsed."""
+    import json
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{ui_port}/api/v1/{path}", timeout=10) as r:
+        return json.loads(r.read())
 
 
 def _alive(pid: int) -> bool:

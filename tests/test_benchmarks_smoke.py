@@ -5,7 +5,9 @@ ours, MLlib, scikit-learn and the per-row walkthrough agree, and the page and pl
 into a scratch directory (the real docs/benchmarks.md is left alone). The smoke grid has one
 dense cell and one sparse cell (text-like documents): there the centers of ours, MLlib and
 scikit-learn agree too, our CSR blocks take the data's non-zero storage, and the page has its
-*Sparse features* section.
+*Sparse features* section. With ``--backend both`` the same run then measures the smoke grid's
+Connect cell on a Spark Connect server it starts (ours vs ml KMeans, from a client process):
+the page has its *Spark Connect* section.
 
 The runner is started as ``sparkml-lloyd bench`` starts it: ``python -m benchmarks.run`` in the
 checkout root, with no PYTHONPATH (Spark's Python workers get the package's functions by
@@ -33,7 +35,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [*RUNNER, "--grid", "smoke", "--out-dir", str(out / "results"),
+        [*RUNNER, "--grid", "smoke", "--backend", "both", "--out-dir", str(out / "results"),
          "--docs-dir", str(out / "docs")],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200,
     )
@@ -50,8 +52,9 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
     assert record["complete"] and record["smoke"]
     assert record["environment"]["git"]["commit"]
     assert record["environment"]["versions"]["pyspark"]
-    cell, sparse = record["cells"]
+    cell, sparse, _ = record["cells"]
     assert "nnz" not in cell and sparse["nnz"] == 20
+    assert cell["backend"] == sparse["backend"] == "classic"
     assert cell["status"] == "ok", cell.get("traceback")
     assert set(cell["competitors"]) == COMPETITORS
     for res in cell["competitors"].values():
@@ -113,7 +116,7 @@ def test_smoke_writes_page_and_plot(smoke_run):
     page = (out / "docs" / "benchmarks.md").read_text()
     assert "Smoke run" in page and "## Targets" in page and results[0].name in page
     assert "python -m benchmarks.run --grid smoke" in page  # the command, under Environment
-    sparse = page[page.index("## Sparse features"):page.index("## Skipped")]
+    sparse = page[page.index("## Sparse features"):page.index("## Spark Connect")]
     assert "(1e4, 2^14, 4, ~20 nnz)" in sparse and "### Sparse targets" in sparse
     assert "our block files / non-zero storage" in sparse and "JVM BLAS" in sparse
     assert "### Per-iteration time" in sparse and "### Transform" in sparse
@@ -148,6 +151,7 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
     other["cells"] = other["cells"][:1]  # the dense cell, as another cell
     other["cells"][0].update(cell="3e4,2,3", n=30_000)
     other["settings"]["repeats"] = 2
+    other["environment"]["machine"]["memory_bytes"] += 300_000  # MemTotal after a reboot
     second = tmp_path / "second.json"
     second.write_text(json.dumps(other))
 
@@ -173,11 +177,12 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
     again["cells"] = again["cells"][:1]
     again["cells"][0]["competitors"]["ours"]["per_iter"] = 123.0
     merged = R.merge([(results[0], record), (second, other), (tmp_path / "again.json", again)])
-    assert [c["cell"] for c in merged["cells"]] == ["2e4,2,3", "3e4,2,3", "1e4,2^14,4,20"]
+    assert [R.cell_id(c) for c in merged["cells"]] == ["2e4,2,3", "3e4,2,3", "1e4,2^14,4,20",
+                                                      "connect 2e4,2,3"]
     assert merged["cells"][0]["competitors"]["ours"]["per_iter"] == 123.0
     assert merged["superseded"] == [{"cell": "2e4,2,3", "result": R._display_path(results[0])}]
-    assert [p["cells"] for p in merged["parts"]] == [["1e4,2^14,4,20"], ["3e4,2,3"],
-                                                     ["2e4,2,3"]]
+    assert [p["cells"] for p in merged["parts"]] == [["1e4,2^14,4,20", "connect 2e4,2,3"],
+                                                     ["3e4,2,3"], ["2e4,2,3"]]
     from benchmarks import report as B
 
     assert "measured again in a newer run, shown from it: (2e4,2,3)" in B.render_markdown(merged)
@@ -185,6 +190,47 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
     second.write_text(json.dumps(other))
     status, err = report(results[0], second)
     assert status == 2 and "differ in setting 'seed'" in err
+
+
+@pytest.mark.slow
+def test_smoke_connect_cell(smoke_run):
+    """On a Spark Connect server started for the run, with the classic run's driver memory,
+    a client process fitted ours and Spark's ml KMeans on the same cached data (every fit ran
+    its m1 and m2 iterations), transformed with the same centers (same predictions; ours
+    through its Arrow UDF), probed what ours holds in the server's Python workers, and timed
+    each step of our Connect fit; the page has the *Spark Connect* section with its targets,
+    not judged on smoke data."""
+    from benchmarks.connect import result_bytes
+
+    proc, results, out = smoke_run
+    record = json.loads(results[0].read_text())
+    cell = record["cells"][2]
+    assert cell["backend"] == "connect" and cell["status"] == "ok", (
+        cell.get("traceback") or proc.stderr[-4000:])
+    assert record["connect_environment"]["spark_conf"]["spark.driver.memory"] == (
+        record["environment"]["spark_conf"]["spark.driver.memory"])
+    assert set(cell["competitors"]) == {"ours", "ml_row"}
+    for res in cell["competitors"].values():
+        assert res["num_iter"] == {str(res["m1"]): res["m1"], str(res["m2"]): res["m2"]}
+    assert cell["transform"]["predictions_agree"] and cell["transform"]["ours_path"] == "arrow"
+    assert cell["default_fit"]["cost_ratio"] == pytest.approx(1.0, abs=0.05)
+    costs = cell["costs"]
+    assert costs["task_slots"] == 2 and costs["calls"] == 2
+    assert min(costs["slots"], costs["query"], costs["barrier_job"]) > 0
+    assert costs["rendezvous"] > 0  # two allGathers cost something
+    assert costs["result_bytes"] == result_bytes(cell["k"], cell["d"],
+                                                 cell["competitors"]["ours"]["m2"])
+    probe = cell["memory"]["cache_by_competitor"]["ours"]
+    assert probe["polls"] >= 1 and probe["workers_baseline_bytes"] > 0
+    verdicts = {t["id"]: t["status"] for t in record["targets"]}
+    assert verdicts["connect_default_fit"] == verdicts["connect_transform"] == (
+        "not judged (smoke run)")
+    page = (out / "docs" / "benchmarks.md").read_text()
+    connect = page[page.index("## Spark Connect"):page.index("## Environment")]
+    for heading in ("### Connect targets", "### What each choice cost",
+                    "### Cached data on Connect", "### Transform"):
+        assert heading in connect
+    assert "Targets on Spark Connect: see [Spark Connect](#spark-connect)." in page
 
 
 def test_cheap_cells_run_more_iterations_unless_m2_is_given():
@@ -230,6 +276,28 @@ def test_the_cache_probe_sees_a_fit_shorter_than_its_poll(spark, monkeypatch):
     estimator = LloydKMeans(k=3, maxIter=2, initMode="random")
     probe.run(lambda: estimator.setIterationCallback(probe.on_iteration).fit(df))
     assert probe.peak_host_file_bytes == X.nbytes, probe.to_json()
+
+
+def test_connect_settings():
+    """``--backend connect`` takes the grid's Connect cells (dense only) and the competitors
+    that exist on Connect; ``both`` keeps the classic cells too; the client process reads the
+    settings back from their JSON unchanged."""
+    from benchmarks import grid as G
+    from benchmarks.run import build_settings, parse_args
+
+    connect = build_settings(parse_args(["--grid", "default", "--backend", "connect"]))
+    assert connect.cells == [] and connect.connect_cells == list(G.CONNECT_TARGET_CELLS)
+    assert connect.connect_competitors == ["ours", "ml_row", "ml_block"]
+    both = build_settings(parse_args(["--grid", "smoke", "--backend", "both"]))
+    assert both.cells == G.grid_cells(G.GRIDS["smoke"], "both")
+    assert both.connect_cells == [G.Cell(20_000, 2, 3)]
+    assert both.connect_competitors == ["ours", "ml_row"]
+    assert G.Settings.from_json(both.to_json()) == both
+    assert build_settings(parse_args(["--grid", "smoke"])).connect_cells == []
+    with pytest.raises(ValueError, match="dense cells only"):
+        build_settings(parse_args(["--backend", "connect", "--cells", "1e5,2^18,20,30"]))
+    with pytest.raises(ValueError, match="none of"):
+        build_settings(parse_args(["--backend", "connect", "--competitors", "mllib,sklearn"]))
 
 
 def test_the_per_row_floor_runs_only_where_it_finishes_in_minutes():
