@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -37,25 +37,40 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.dist, config.option.numprocesses, config.option.tx = "no", None, []
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Stop at once without Java if a selected test needs Spark; run the test that stops the
     shared cluster after every other (the order is otherwise kept).
 
-    Under pytest-xdist (``-n 2 --dist loadgroup``, the default in pyproject.toml) a module's
-    tests stay on one worker, so its module fixtures (a Connect server, a benchmark run) start
-    once, and every test of the standalone cluster goes to one worker: one cluster a run."""
+    Under pytest-xdist (``-n 2``, the default in pyproject.toml) a module's tests stay on one
+    worker, so its module fixtures (a Connect server, a benchmark run) start once, and the
+    standalone cluster's modules share one worker: one cluster a run (see below)."""
     if any(name in getattr(item, "fixturenames", ()) for item in items for name in NEEDS_JAVA):
         try:
             check_java()
         except JavaNotFoundError as e:
             pytest.exit(str(e), returncode=3)
     items.sort(key=lambda item: item.get_closest_marker("stops_cluster") is not None)
-    for item in items:
-        on_cluster = ("cluster" in getattr(item, "fixturenames", ())
-                      or item.get_closest_marker("stops_cluster") is not None)
-        group = "cluster" if on_cluster else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+
+
+
+#: Test modules that use the standalone cluster: they run in one test process, one after
+#: another, so one cluster serves them all.
+CLUSTER_MODULES = ("tests/test_cluster.py", "tests/test_connect_cluster.py",
+                   "tests/test_spark_cluster_smoke.py")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's ``loadscope`` by module, the cluster's modules as one scope (its
+    ``xdist_group`` marks do nothing under pytest 9: it renames node ids that pytest 9 no
+    longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "cluster" if module in CLUSTER_MODULES else module
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -6,19 +6,52 @@ which tests/test_connect.py compares with independent oracles and with the class
 clients do not share the test session's process.)
 
 Scenarios: ``api FOLDER`` (everything a user does, once each; saves under FOLDER) and
-``long COPIES`` (a fit of many iterations, for the fault tests).
+``long COPIES`` (a fit of many iterations, for the fault tests). :func:`run` and
+:func:`start` launch it (the tests' side).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(url: str, scenario: str, arg: str) -> subprocess.Popen[str]:
+    """This module as a client process of its own, against the server at ``url``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
+    return subprocess.Popen([sys.executable, "-m", "tests.connect_client", url, scenario, arg],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def result(proc: subprocess.Popen[str], timeout: float = 600) -> dict[str, Any]:
+    """The JSON result of a client :func:`start` gave (it must succeed; else the head of its
+    errors, where the exception's name is)."""
+    out, err = proc.communicate(timeout=timeout)
+    lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, err[:3000]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def run(url: str, scenario: str, arg: str, timeout: float = 600) -> dict[str, Any]:
+    """Run one scenario in a client process and return its result."""
+    proc = start(url, scenario, arg)
+    try:
+        return result(proc, timeout)
+    finally:
+        proc.kill()
 
 
 def data() -> dict[str, Any]:

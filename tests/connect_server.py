@@ -57,6 +57,20 @@ class ConnectServer:
         self.dir = Path(tempfile.mkdtemp(prefix="sparkml_lloyd-connect-"))
         self.pid: int | None = None
 
+    def running_barrier_job(self, app: str, timeout: float = 120.0) -> int:
+        """The id of a running job of ``app`` once two of its tasks have run for a second (a
+        fit's barrier job: the other queries of a fit take less)."""
+        deadline = time.monotonic() + timeout
+        seen: dict[int, float] = {}
+        while time.monotonic() < deadline:
+            for job in self.rest(f"applications/{app}/jobs?status=running"):
+                if job["numActiveTasks"] >= 2:
+                    since = seen.setdefault(job["jobId"], time.monotonic())
+                    if time.monotonic() - since >= 1.0:
+                        return int(job["jobId"])
+            time.sleep(0.2)
+        raise TimeoutError("the fit's barrier job did not start")
+
     @property
     def url(self) -> str:
         return f"sc://127.0.0.1:{self.port}"

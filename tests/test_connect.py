@@ -4,15 +4,9 @@ model and the classic backend."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,20 +16,9 @@ from sparkml_lloyd import LloydKMeans
 from sparkml_lloyd._blockstore import block_files
 from tests import connect_client as client
 from tests.connect_server import ConnectServer
-from tests.fits import staircase
 from tests.helpers import relative_difference
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_client(url: str, scenario: str, folder: str, timeout: float = 600) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
-    out = subprocess.run([sys.executable, "-m", "tests.connect_client", url, scenario, folder],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and lines, out.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +30,7 @@ def server():
 @pytest.fixture(scope="module")
 def api(server):
     with tempfile.TemporaryDirectory(prefix="sparkml_lloyd-connect-") as folder:
-        yield run_client(server.url, "api", folder)
+        yield client.run(server.url, "api", folder)
 
 
 @pytest.fixture(scope="module")
@@ -113,37 +96,14 @@ def test_invalid_rows_follow_the_row_rule(api):
 
 # -- faults --------------------------------------------------------------------------------
 
-def start_client(url: str, scenario: str, arg: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
-    return subprocess.Popen([sys.executable, "-m", "tests.connect_client", url, scenario, arg],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
-def running_barrier_job(server: ConnectServer, app: str, timeout: float = 120.0) -> int:
-    """The id of the fit's barrier job once both its tasks have run for a second (the other
-    queries of the ``long`` scenario take less)."""
-    deadline = time.monotonic() + timeout
-    seen: dict[int, float] = {}
-    while time.monotonic() < deadline:
-        for job in server.rest(f"applications/{app}/jobs?status=running"):
-            if job["numActiveTasks"] >= 2:
-                since = seen.setdefault(job["jobId"], time.monotonic())
-                if time.monotonic() - since >= 1.0:
-                    return int(job["jobId"])
-        time.sleep(0.2)
-    raise TimeoutError("the fit's barrier job did not start")
-
-
 def test_a_client_killed_mid_fit_leaves_nothing_running_within_a_minute(server):
     """kill -9 of the client while its fit runs: the server interrupts the fit's job (it
     fails, rather than running to its end) and, within 60 s, runs no job of it, holds no
     cached data and no block file; then it serves another client."""
     app = server.app_id()
-    client_proc = start_client(server.url, "long", "2e7")  # ~50 s if left alone
+    client_proc = client.start(server.url, "long", "2e7")  # ~50 s if left alone
     try:
-        fit_job = running_barrier_job(server, app)
+        fit_job = server.running_barrier_job(app)
         killed = time.monotonic()
         client_proc.kill()
         client_proc.wait(timeout=30)
@@ -160,37 +120,5 @@ def test_a_client_killed_mid_fit_leaves_nothing_running_within_a_minute(server):
     status = server.rest(f"applications/{app}/jobs/{fit_job}")["status"]
     assert status == "FAILED"  # interrupted, not run to its end
     assert block_files({server.pid}) == []
-    result = run_client(server.url, "long", "1e4")  # the server carries on
+    result = client.run(server.url, "long", "1e4")  # the server carries on
     assert result["numIter"] == 320
-
-
-@pytest.mark.cluster
-def test_an_executor_killed_mid_fit_gives_the_same_result(cluster):
-    """A Connect server whose master is the standalone cluster: SIGKILL of one executor while
-    the fit's barrier job runs; Spark reruns the stage and the fit returns what the
-    undisturbed fit gives, computed by hand (tests/fits.py's staircase): 320 iterations, the
-    320 light points in cluster 0 and the heavy point alone in cluster 1."""
-    from tests.spark_cluster import executor_pids
-
-    x, _ = staircase(320)
-    light = x[:320]
-    expected = {"centers": [[light.mean()], [x[-1]]], "cost": ((light - light.mean()) ** 2).sum()}
-    with ConnectServer(cluster.master_url) as remote:
-        app = remote.app_id()
-        client_proc = start_client(remote.url, "long", "1e6")
-        try:
-            running_barrier_job(remote, app)
-            victims = executor_pids(cluster, app)
-            assert len(victims) == 2
-            os.kill(victims[0], signal.SIGKILL)
-            out, err = client_proc.communicate(timeout=600)
-        finally:
-            client_proc.kill()
-        assert client_proc.returncode == 0, err[-3000:]
-        disturbed = json.loads(out.splitlines()[-1][len("RESULT "):])
-        stages = remote.rest(f"applications/{app}/stages")
-    # the kill hit the fit: its barrier stage ran again
-    assert any(s["attemptId"] >= 1 or s["numFailedTasks"] for s in stages), stages
-    assert disturbed["numIter"] == 320
-    assert relative_difference(disturbed["centers"], expected["centers"]) < 1e-12
-    assert disturbed["cost"] == pytest.approx(expected["cost"], rel=1e-9)
