@@ -6,6 +6,10 @@ Nothing here starts Spark or imports scikit-learn at import time.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -64,3 +68,19 @@ def sklearn_lloyd(
     k = len(initial_centers)
     return KMeans(n_clusters=k, init=initial_centers, n_init=1, max_iter=max_iter, tol=0.0,
                   algorithm="lloyd").fit(X, sample_weight=sample_weight)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_smoke(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[Path]]:
+    """``python -m benchmarks.run --grid smoke ARGS`` as ``sparkml-lloyd bench`` starts it (in
+    the checkout root, no PYTHONPATH: Spark's Python workers get the package's functions by
+    value), writing into ``out``; the process and the result files it wrote."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--grid", "smoke", *args,
+         "--out-dir", str(out / "results"), "--docs-dir", str(out / "docs")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+    )
+    return proc, sorted((out / "results").glob("*.json"))

@@ -5,9 +5,8 @@ ours, MLlib, scikit-learn and the per-row walkthrough agree, and the page and pl
 into a scratch directory (the real docs/benchmarks.md is left alone). The smoke grid has one
 dense cell and one sparse cell (text-like documents): there the centers of ours, MLlib and
 scikit-learn agree too, our CSR blocks take the data's non-zero storage, and the page has its
-*Sparse features* section. With ``--backend both`` the same run then measures the smoke grid's
-Connect cell on a Spark Connect server it starts (ours vs ml KMeans, from a client process):
-the page has its *Spark Connect* section.
+*Sparse features* section. (The Connect cell: tests/test_benchmarks_smoke_connect.py, a run
+of its own, so the two runs go to different test processes.)
 
 The runner is started as ``sparkml-lloyd bench`` starts it: ``python -m benchmarks.run`` in the
 checkout root, with no PYTHONPATH (Spark's Python workers get the package's functions by
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import bench_smoke
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPETITORS = {"ours", "mllib", "ml_row", "ml_block", "sklearn", "per_row"}
 SPARSE_COMPETITORS = COMPETITORS - {"per_row"}
@@ -34,13 +35,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run(
-        [*RUNNER, "--grid", "smoke", "--backend", "both", "--out-dir", str(out / "results"),
-         "--docs-dir", str(out / "docs")],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1200,
-    )
-    results = sorted((out / "results").glob("*.json"))
-    return proc, results, out
+    return (*bench_smoke(out), out)
 
 
 @pytest.mark.slow
@@ -52,7 +47,7 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
     assert record["complete"] and record["smoke"]
     assert record["environment"]["git"]["commit"]
     assert record["environment"]["versions"]["pyspark"]
-    cell, sparse, _ = record["cells"]
+    cell, sparse = record["cells"]
     assert "nnz" not in cell and sparse["nnz"] == 20
     assert cell["backend"] == sparse["backend"] == "classic"
     assert cell["status"] == "ok", cell.get("traceback")
@@ -116,7 +111,7 @@ def test_smoke_writes_page_and_plot(smoke_run):
     page = (out / "docs" / "benchmarks.md").read_text()
     assert "Smoke run" in page and "## Targets" in page and results[0].name in page
     assert "python -m benchmarks.run --grid smoke" in page  # the command, under Environment
-    sparse = page[page.index("## Sparse features"):page.index("## Spark Connect")]
+    sparse = page[page.index("## Sparse features"):page.index("## Environment")]
     assert "(1e4, 2^14, 4, ~20 nnz)" in sparse and "### Sparse targets" in sparse
     assert "our block files / non-zero storage" in sparse and "JVM BLAS" in sparse
     assert "### Per-iteration time" in sparse and "### Transform" in sparse
@@ -177,12 +172,11 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
     again["cells"] = again["cells"][:1]
     again["cells"][0]["competitors"]["ours"]["per_iter"] = 123.0
     merged = R.merge([(results[0], record), (second, other), (tmp_path / "again.json", again)])
-    assert [R.cell_id(c) for c in merged["cells"]] == ["2e4,2,3", "3e4,2,3", "1e4,2^14,4,20",
-                                                      "connect 2e4,2,3"]
+    assert [R.cell_id(c) for c in merged["cells"]] == ["2e4,2,3", "3e4,2,3", "1e4,2^14,4,20"]
     assert merged["cells"][0]["competitors"]["ours"]["per_iter"] == 123.0
     assert merged["superseded"] == [{"cell": "2e4,2,3", "result": R._display_path(results[0])}]
-    assert [p["cells"] for p in merged["parts"]] == [["1e4,2^14,4,20", "connect 2e4,2,3"],
-                                                     ["3e4,2,3"], ["2e4,2,3"]]
+    assert [p["cells"] for p in merged["parts"]] == [["1e4,2^14,4,20"], ["3e4,2,3"],
+                                                     ["2e4,2,3"]]
     from benchmarks import report as B
 
     assert "measured again in a newer run, shown from it: (2e4,2,3)" in B.render_markdown(merged)
@@ -190,47 +184,6 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
     second.write_text(json.dumps(other))
     status, err = report(results[0], second)
     assert status == 2 and "differ in setting 'seed'" in err
-
-
-@pytest.mark.slow
-def test_smoke_connect_cell(smoke_run):
-    """On a Spark Connect server started for the run, with the classic run's driver memory,
-    a client process fitted ours and Spark's ml KMeans on the same cached data (every fit ran
-    its m1 and m2 iterations), transformed with the same centers (same predictions; ours
-    through its Arrow UDF), probed what ours holds in the server's Python workers, and timed
-    each step of our Connect fit; the page has the *Spark Connect* section with its targets,
-    not judged on smoke data."""
-    from benchmarks.connect import result_bytes
-
-    proc, results, out = smoke_run
-    record = json.loads(results[0].read_text())
-    cell = record["cells"][2]
-    assert cell["backend"] == "connect" and cell["status"] == "ok", (
-        cell.get("traceback") or proc.stderr[-4000:])
-    assert record["connect_environment"]["spark_conf"]["spark.driver.memory"] == (
-        record["environment"]["spark_conf"]["spark.driver.memory"])
-    assert set(cell["competitors"]) == {"ours", "ml_row"}
-    for res in cell["competitors"].values():
-        assert res["num_iter"] == {str(res["m1"]): res["m1"], str(res["m2"]): res["m2"]}
-    assert cell["transform"]["predictions_agree"] and cell["transform"]["ours_path"] == "arrow"
-    assert cell["default_fit"]["cost_ratio"] == pytest.approx(1.0, abs=0.05)
-    costs = cell["costs"]
-    assert costs["task_slots"] == 2 and costs["calls"] == 2
-    assert min(costs["slots"], costs["query"], costs["barrier_job"]) > 0
-    assert costs["rendezvous"] > 0  # two allGathers cost something
-    assert costs["result_bytes"] == result_bytes(cell["k"], cell["d"],
-                                                 cell["competitors"]["ours"]["m2"])
-    probe = cell["memory"]["cache_by_competitor"]["ours"]
-    assert probe["polls"] >= 1 and probe["workers_baseline_bytes"] > 0
-    verdicts = {t["id"]: t["status"] for t in record["targets"]}
-    assert verdicts["connect_default_fit"] == verdicts["connect_transform"] == (
-        "not judged (smoke run)")
-    page = (out / "docs" / "benchmarks.md").read_text()
-    connect = page[page.index("## Spark Connect"):page.index("## Environment")]
-    for heading in ("### Connect targets", "### What each choice cost",
-                    "### Cached data on Connect", "### Transform"):
-        assert heading in connect
-    assert "Targets on Spark Connect: see [Spark Connect](#spark-connect)." in page
 
 
 def test_cheap_cells_run_more_iterations_unless_m2_is_given():
