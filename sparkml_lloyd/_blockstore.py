@@ -11,6 +11,11 @@ Safety: a handle names its host; a task that runs elsewhere, or finds the file g
 miss and the driver recomputes that partition from the RDD's lineage. Files carry the fit's id
 and the executor JVM's pid: the fit deletes its files when it ends, and the next fit on a host
 deletes files whose JVM has died (executor lost mid-fit).
+
+Privacy: the files hold the user's training data, so they live in a directory of the user's
+own (``sparkml_lloyd-<uid>``, mode 0700, see :func:`private_dir`), are created new (never
+through a symlink or over an existing file) with mode 0600, and carry 64 random bits in
+their names.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import glob
 import mmap
 import os
+import secrets
 import socket
+import stat
 import tempfile
 from dataclasses import dataclass
 
@@ -28,18 +35,58 @@ import scipy.sparse as sp
 from sparkml_lloyd._kernel import Rows
 
 PREFIX = "sparkml_lloyd-"
+#: Where blocks may live, in order of preference: shared memory, then the temp dir.
+ROOTS: tuple[str, ...] = ("/dev/shm", tempfile.gettempdir())
+#: How files are created: a new file only (never an existing one, never through a symlink).
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
+    os, "O_CLOEXEC", 0)
+
+
+def private_dir(root: str, create: bool = True) -> str | None:
+    """``root/sparkml_lloyd-<uid>``: a directory of this user alone (mode 0700, owned by
+    us, not a symlink), or None when it does not exist (``create=False``) or is not such a
+    directory (someone else made it, or planted a symlink there).
+
+    Created without a race: ``mkdir`` is atomic and applies the mode itself; an entry that
+    was there already is checked with ``lstat`` (a symlink is not followed)."""
+    path = os.path.join(root, f"{PREFIX}{os.getuid()}")
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
+            or stat.S_IMODE(st.st_mode) & 0o077):
+        return None
+    return path
 
 
 def storage_dir(needed_bytes: int = 0) -> str:
-    """``/dev/shm`` when it exists with room for ``2 x needed_bytes``, else the temp dir."""
-    shm = "/dev/shm"
-    try:
-        st = os.statvfs(shm)
-        if os.access(shm, os.W_OK) and st.f_bavail * st.f_frsize >= 2 * needed_bytes:
-            return shm
-    except OSError:
-        pass
-    return tempfile.gettempdir()
+    """Our private directory in ``/dev/shm`` when it has room for ``2 x needed_bytes``, else
+    the one in the temp dir."""
+    for root in ROOTS:
+        directory = private_dir(root)
+        if directory is None or not os.access(directory, os.W_OK):
+            continue
+        if root == ROOTS[-1]:
+            return directory
+        try:
+            st = os.statvfs(directory)
+        except OSError:
+            continue
+        if st.f_bavail * st.f_frsize >= 2 * needed_bytes:
+            return directory
+    names = ", ".join(os.path.join(r, f"{PREFIX}{os.getuid()}") for r in ROOTS)
+    raise PermissionError(
+        f"no private block directory: {names} are not directories of this user with mode "
+        "0700 (another user or a symlink took the name): remove them, or set TMPDIR to a "
+        "directory of your own")
 
 
 def _jvm_pid() -> int:
@@ -94,10 +141,10 @@ def write(fit_id: str, partition: int, x: Rows, w: np.ndarray | None) -> Handle:
     rows, cols = x.shape
     h = Handle(socket.gethostname(), "", None, rows, cols, nnz)
     directory = storage_dir(h.nbytes)
-    stem = os.path.join(
-        directory, f"{PREFIX}{fit_id}-{_jvm_pid()}-p{partition}-{os.urandom(4).hex()}"
+    stem = os.path.join(  # a random part: no name another user could plant ahead of us
+        directory, f"{PREFIX}{fit_id}-{_jvm_pid()}-p{partition}-{secrets.token_hex(8)}"
     )
-    with open(stem + "-x.bin", "wb") as f:
+    with os.fdopen(os.open(stem + "-x.bin", _CREATE, 0o600), "wb") as f:
         if nnz is None:
             f.write(np.ascontiguousarray(x, dtype=np.float64).data)
         else:
@@ -107,16 +154,20 @@ def write(fit_id: str, partition: int, x: Rows, w: np.ndarray | None) -> Handle:
     w_path = None
     if w is not None:
         w_path = stem + "-w.bin"
-        np.ascontiguousarray(w, dtype=np.float64).tofile(w_path)
+        with os.fdopen(os.open(w_path, _CREATE, 0o600), "wb") as f:
+            f.write(np.ascontiguousarray(w, dtype=np.float64).data)
     return Handle(h.host, stem + "-x.bin", w_path, rows, cols, nnz)
 
 
 def _map(path: str, nbytes: int) -> memoryview | bytes:
     if nbytes == 0:
         return b""
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        return memoryview(mmap.mmap(f.fileno(), nbytes, flags=flags, prot=mmap.PROT_READ))
+        return memoryview(mmap.mmap(fd, nbytes, flags=flags, prot=mmap.PROT_READ))
+    finally:
+        os.close(fd)
 
 
 def _open_x(h: Handle) -> Rows:
@@ -137,7 +188,7 @@ def open_block(h: Handle) -> tuple[Rows, np.ndarray | None] | None:
     try:
         x = _open_x(h)
         w = np.frombuffer(_map(h.w_path, h.rows * 8), dtype=np.float64) if h.w_path else None
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # gone, or not our file (a symlink is not followed)
         return None
     return x, w
 
@@ -152,7 +203,7 @@ def _unlink(path: str) -> bool:
 
 def _our_files(pattern: str) -> list[str]:
     """Files of this module matching ``PREFIX + pattern`` in every place blocks may live."""
-    dirs = {storage_dir(), tempfile.gettempdir()}
+    dirs = {d for root in ROOTS if (d := private_dir(root, create=False))}
     return [p for d in dirs for p in glob.glob(os.path.join(d, PREFIX + pattern))]
 
 

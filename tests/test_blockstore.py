@@ -2,10 +2,12 @@
 (Blocks lost inside a fit on Spark: tests/test_lineage.py.)"""
 
 import os
+import stat
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from sparkml_lloyd import _blockstore as bs
 
@@ -41,3 +43,60 @@ def test_files_of_a_dead_jvm_are_swept(monkeypatch):
     assert not os.path.exists(orphan.x_path)
     assert os.path.exists(live.x_path)
     bs.delete(live)
+
+
+def test_block_files_are_private_and_new():
+    """Mode 0600 files in a 0700 directory of this user; 64 random bits in every name."""
+    x = np.ones((3, 2))
+    a, b = bs.write("private0", 0, x, np.ones(3)), bs.write("private0", 0, x, None)
+    try:
+        directory = os.path.dirname(a.x_path)
+        st = os.lstat(directory)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+        assert st.st_uid == os.getuid()
+        for path in (a.x_path, a.w_path, b.x_path):
+            assert stat.S_IMODE(os.lstat(path).st_mode) == 0o600
+        assert a.x_path != b.x_path  # same fit, partition and JVM: the random part differs
+        assert len(a.x_path.rsplit("-", 2)[-2]) == 16
+    finally:
+        bs.delete(a)
+        bs.delete(b)
+
+
+def test_a_planted_symlink_is_never_followed(tmp_path, monkeypatch):
+    """A symlink planted where our directory goes makes us use the next place (the target is
+    untouched); one planted at a file's name (its random part forced here) makes the write
+    fail rather than write through it, and a block path that is a symlink reads as a miss."""
+    target = tmp_path / "target"
+    target.mkdir()
+    shm, tmp = tmp_path / "shm", tmp_path / "tmp"
+    shm.mkdir()
+    tmp.mkdir()
+    monkeypatch.setattr(bs, "ROOTS", (str(shm), str(tmp)))
+    (shm / f"{bs.PREFIX}{os.getuid()}").symlink_to(target)
+    h = bs.write("planted0", 0, np.ones((2, 2)), None)
+    assert os.path.dirname(h.x_path) == str(tmp / f"{bs.PREFIX}{os.getuid()}")
+    assert list(target.iterdir()) == []
+
+    monkeypatch.setattr(bs.secrets, "token_hex", lambda n: "0" * 2 * n)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    planted = os.path.join(os.path.dirname(h.x_path),
+                           f"{bs.PREFIX}planted1-{bs._jvm_pid()}-p0-{'0' * 16}-x.bin")
+    os.symlink(victim, planted)
+    with pytest.raises(FileExistsError):
+        bs.write("planted1", 0, np.ones((2, 2)), None)
+    assert victim.read_bytes() == b"keep"
+    assert bs.open_block(bs.Handle(h.host, planted, None, 1, 1)) is None
+    bs.delete(h)
+    os.unlink(planted)
+
+
+def test_no_private_place_is_a_clear_error(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / f"{bs.PREFIX}{os.getuid()}").mkdir(mode=0o755)
+    os.chmod(root / f"{bs.PREFIX}{os.getuid()}", 0o755)  # readable by others: not ours alone
+    monkeypatch.setattr(bs, "ROOTS", (str(root),))
+    with pytest.raises(PermissionError, match=r"mode 0700.*TMPDIR"):
+        bs.write("nowhere0", 0, np.ones((1, 1)), None)
