@@ -141,9 +141,13 @@ def write(fit_id: str, partition: int, x: Rows, w: np.ndarray | None) -> Handle:
     rows, cols = x.shape
     h = Handle(socket.gethostname(), "", None, rows, cols, nnz)
     directory = storage_dir(h.nbytes)
+    jvm = _jvm_pid()
     stem = os.path.join(  # a random part: no name another user could plant ahead of us
-        directory, f"{PREFIX}{fit_id}-{_jvm_pid()}-p{partition}-{secrets.token_hex(8)}"
+        directory, f"{PREFIX}{fit_id}-{jvm}-p{partition}-{secrets.token_hex(8)}"
     )
+    from sparkml_lloyd import _reaper
+
+    _reaper.ensure(jvm, directory)  # the files go when that JVM does, fit or no fit
     with os.fdopen(os.open(stem + "-x.bin", _CREATE, 0o600), "wb") as f:
         if nnz is None:
             f.write(np.ascontiguousarray(x, dtype=np.float64).data)

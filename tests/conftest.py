@@ -56,7 +56,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 #: Test modules that use the standalone cluster: they run in one test process, one after
 #: another, so one cluster serves them all.
 CLUSTER_MODULES = ("tests/test_cluster.py", "tests/test_connect_cluster.py",
-                   "tests/test_spark_cluster_smoke.py")
+                   "tests/test_orphans.py", "tests/test_spark_cluster_smoke.py")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

@@ -5,6 +5,8 @@ import os
 import stat
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +102,35 @@ def test_no_private_place_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(bs, "ROOTS", (str(root),))
     with pytest.raises(PermissionError, match=r"mode 0700.*TMPDIR"):
         bs.write("nowhere0", 0, np.ones((1, 1)), None)
+
+
+def test_the_files_of_a_jvm_go_when_it_dies_without_another_fit(monkeypatch):
+    """The first block a JVM writes on a host starts one watcher (however many blocks follow);
+    when that JVM is killed, its files are deleted within seconds (no fit runs), the watcher
+    ends, and another JVM's files stay."""
+    from sparkml_lloyd import _reaper
+
+    jvm = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    monkeypatch.setattr(bs, "_jvm_pid", lambda: jvm.pid)
+    try:
+        a = bs.write("reaped0", 0, np.ones((2, 2)), np.ones(2))
+        b = bs.write("reaped0", 1, np.ones((2, 2)), None)
+        marker = _reaper._marker(os.path.dirname(a.x_path), jvm.pid)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not Path(marker).read_text():
+            time.sleep(0.05)
+        watcher = int(Path(marker).read_text())
+        assert _reaper.start_time(watcher) is not None
+        jvm.kill()
+        jvm.wait()
+        killed = time.monotonic()
+        while bs.block_files({jvm.pid}) and time.monotonic() - killed < 10:
+            time.sleep(0.1)
+        assert bs.block_files({jvm.pid}) == []
+        assert not any(map(os.path.exists, (a.x_path, a.w_path, b.x_path)))
+        print(f"deleted {time.monotonic() - killed:.1f} s after the kill")
+        while _reaper.start_time(watcher) is not None and time.monotonic() - killed < 10:
+            time.sleep(0.1)
+        assert _reaper.start_time(watcher) is None and not os.path.exists(marker)
+    finally:
+        jvm.kill()
