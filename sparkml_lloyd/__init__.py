@@ -3,6 +3,7 @@
 >>> from sparkml_lloyd import LloydKMeans, LloydKMeansModel
 """
 
+from sparkml_lloyd._blockstore import Cleaned, clean
 from sparkml_lloyd.clustering import (
     IterationRecord,
     LloydKMeans,
@@ -12,5 +13,6 @@ from sparkml_lloyd.clustering import (
 
 __version__ = "0.1.0"
 __all__ = [
-    "IterationRecord", "LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary", "__version__",
+    "Cleaned", "IterationRecord", "LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary",
+    "__version__", "clean",
 ]

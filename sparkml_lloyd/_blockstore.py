@@ -247,3 +247,36 @@ def sweep_orphans() -> int:
         if pid is not None and not _alive(pid):
             removed += _unlink(path)
     return removed
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """What :func:`clean` did on this host."""
+
+    #: Block files deleted, and their bytes.
+    files: int
+    bytes: int
+    #: Block files left because the JVM that wrote them still runs (a fit may be using them).
+    live_files: int
+    #: The private directories looked in.
+    directories: tuple[str, ...]
+
+
+def clean(include_live: bool = False) -> Cleaned:
+    """Delete this user's block files on this host: those whose JVM has ended, and with
+    ``include_live`` also those of running JVMs (a fit that is running loses its blocks and
+    recomputes them from its lineage)."""
+    dirs = tuple(sorted({d for root in ROOTS if (d := private_dir(root, create=False))}))
+    files = size = live = 0
+    for path in block_files():
+        pid = owner_pid(path)
+        if not include_live and pid is not None and _alive(pid):
+            live += 1
+            continue
+        try:
+            nbytes = os.lstat(path).st_size
+        except OSError:
+            continue
+        if _unlink(path):
+            files, size = files + 1, size + nbytes
+    return Cleaned(files, size, live, dirs)

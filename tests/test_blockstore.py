@@ -134,3 +134,32 @@ def test_the_files_of_a_jvm_go_when_it_dies_without_another_fit(monkeypatch):
         assert _reaper.start_time(watcher) is None and not os.path.exists(marker)
     finally:
         jvm.kill()
+
+
+def test_clean_deletes_what_is_asked_and_says_what_it_freed(monkeypatch):
+    """``sparkml_lloyd.clean()`` and ``sparkml-lloyd clean`` delete the files of ended JVMs,
+    leave a running one's, and say what they freed. (``include_live`` is not tried here: other
+    test processes may be fitting.)"""
+    import sparkml_lloyd
+
+    def orphan(name: str) -> bs.Handle:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        with monkeypatch.context() as m:
+            m.setattr(bs, "_jvm_pid", lambda: dead.pid)
+            return bs.write(name, 0, np.ones((4, 2)), np.ones(4))  # 64 + 32 bytes
+
+    first = orphan("clean0")
+    live = bs.write("clean1", 0, np.ones((1, 1)), None)  # this process's: alive
+    done = sparkml_lloyd.clean()
+    assert done.files >= 2 and done.bytes >= 96 and done.live_files >= 1
+    assert os.path.exists(live.x_path) and not os.path.exists(first.x_path)
+    second = orphan("clean2")
+    out = subprocess.run([sys.executable, "-m", "sparkml_lloyd", "clean"],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("deleted ") and " MiB) in " in out.stdout
+    assert os.path.dirname(second.x_path) in out.stdout and "(--all deletes them)" in out.stdout
+    assert not os.path.exists(second.x_path) and os.path.exists(live.x_path)
+    bs.delete(live)

@@ -1,8 +1,9 @@
 """The ``sparkml-lloyd`` command line (also ``python -m sparkml_lloyd``).
 
 Subcommands: ``fit`` (CSV/Parquet -> saved PipelineModel), ``predict`` (saved model + input ->
-output with a ``prediction`` column), ``demo`` (the walkthrough, see :mod:`sparkml_lloyd.demo`)
-and ``bench`` (runs ``benchmarks/run.py`` of a source checkout). Every command accepts
+output with a ``prediction`` column), ``demo`` (the walkthrough, see :mod:`sparkml_lloyd.demo`),
+``bench`` (runs ``benchmarks/run.py`` of a source checkout) and ``clean`` (block files left on
+this host). Every command accepts
 ``--master URL`` (or ``--remote sc://...``, a Spark Connect server) and ``--verbose``;
 ``sparkml-lloyd COMMAND --help`` describes each.
 
@@ -32,7 +33,8 @@ from sparkml_lloyd.cli.spark_session import CommandSession
 __all__ = ["CliError", "UsageError", "build_parser", "describe_error", "find_bench_runner",
            "main", "split_bench"]
 
-_COMMANDS = {"fit": commands.fit, "predict": commands.predict, "demo": commands.demo}
+_COMMANDS = {"fit": commands.fit, "predict": commands.predict, "demo": commands.demo,
+             "clean": commands.clean}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="folder for the figures (default: ./demo-output)")
     sub.add_parser("bench", parents=[common], help="run the benchmarks (benchmarks/run.py)",
                    **_BENCH)
+    clean = sub.add_parser(
+        "clean", parents=[common], help="delete block files left on this host",
+        description="Delete this user's block files on this host (in /dev/shm and the temp "
+        "dir) whose Spark JVM has ended, and say what was freed. Starts no Spark.",
+    )
+    clean.add_argument("--all", action="store_true", dest="include_live",
+                       help="also the files of JVMs still running (a running fit recomputes "
+                       "them)")
     return parser
 
 

@@ -210,3 +210,15 @@ def demo(args: argparse.Namespace, spark: CommandSession) -> int:
     spark.get()
     run_demo(args.out, spark.master)
     return 0
+
+
+def clean(args: argparse.Namespace, spark: CommandSession) -> int:
+    """``clean``: :func:`sparkml_lloyd.clean` on this host (no Spark)."""
+    from sparkml_lloyd import clean as clean_blocks
+
+    done = clean_blocks(include_live=args.include_live)
+    where = ", ".join(done.directories) or "no block directory"
+    print(f"deleted {done.files} block files ({done.bytes / 2**20:.1f} MiB) in {where}")
+    if done.live_files:
+        print(f"left {done.live_files} files of Spark JVMs still running (--all deletes them)")
+    return 0
