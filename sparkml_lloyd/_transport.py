@@ -178,6 +178,9 @@ class ExecutorLoop:
         self.coordinator: _loop.Coordinator | None = None
         self.thread: threading.Thread | None = None
         self.tag = f"sparkml_lloyd-loop-{uuid.uuid4().hex}"
+        #: The exception that cancelled the loop's job, when someone cancelled it: the fit
+        #: ends with it rather than going on with one job per pass.
+        self.cancelled: BaseException | None = None
         self._pending_since: float | None = None
         self._start(connect_timeout)
 
@@ -203,6 +206,8 @@ class ExecutorLoop:
                 rdd.collect()
             except Exception as exc:  # the socket side notices; the per-pass jobs redo it
                 logger.debug("executor loop job ended with %s", exc)
+                if self.coordinator is not None and is_cancellation(exc):
+                    self.cancelled = exc  # by the user (cancelAllJobs, interruptAll...)
             finally:
                 sc.removeJobTag(self.tag)
 
@@ -264,6 +269,14 @@ class ExecutorLoop:
         return self.fallback.run(fn, centers, **kwargs)
 
     def _fall_back(self, exc: Exception) -> None:
+        """Go on with one job per pass; unless the loop's job was cancelled (its thread is
+        given a moment to say so): then raise what cancelled it."""
+        thread = self.thread
+        if thread is not None:
+            thread.join(timeout=CANCEL_WAIT_SECONDS)
+        if self.cancelled is not None:
+            self.close()
+            raise self.cancelled
         logger.warning("executor loop stopped (%s); going on with one Spark job per pass", exc)
         self.close()
 
@@ -278,6 +291,17 @@ class ExecutorLoop:
         if thread.is_alive():  # a task that never connected is still waiting for a slot
             self.source.sc.cancelJobsWithTag(self.tag)
             thread.join(timeout=30.0)
+
+
+#: How long a broken loop waits for its job's thread to tell a cancellation from other trouble.
+CANCEL_WAIT_SECONDS = 2.0
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether a Spark job failed because it was cancelled (``SparkContext.cancelAllJobs``,
+    ``cancelJobGroup``, ``cancelJobsWithTag``, ``SparkSession.interruptAll`` ...): Spark's
+    message is ``Job N cancelled ...``."""
+    return "cancelled" in str(exc).lower()
 
 
 def open_passes(source: BlockSource, conf: Callable[[str, str], str]) -> Passes:

@@ -6,33 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from sparkml_lloyd._blockstore import block_files
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_driver(master: str) -> tuple[subprocess.Popen[str], int, str]:
-    """The driver child, once its fit has run a few iterations; its JVM's pid, its app id."""
-    proc = subprocess.Popen([sys.executable, "-m", "tests.orphan_driver", master], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    jvm, app = None, ""
-    for line in proc.stdout:
-        if line.startswith("jvm "):
-            jvm = int(line.split()[1])
-        if line.startswith("app "):
-            app = line.split()[1]
-        if line.startswith("iteration 3"):
-            break
-    assert jvm is not None and proc.poll() is None, "the driver did not start its fit"
-    return proc, jvm, app
+from tests import long_fit_driver as long_fit
 
 
 def seconds_until_gone(pids: set[int], limit: float = 60.0) -> float:
@@ -46,7 +25,7 @@ def seconds_until_gone(pids: set[int], limit: float = 60.0) -> float:
 
 def test_a_killed_local_driver_leaves_no_block_files():
     """kill -9 of the driver's Python in local mode (its JVM, the executor too, then ends)."""
-    proc, jvm, _ = start_driver("local[2]")
+    proc, jvm, _ = long_fit.start("local[2]")
     assert block_files({jvm})  # the fit holds its blocks
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -59,7 +38,7 @@ def test_a_killed_driver_or_executor_on_the_cluster_leaves_no_block_files(cluste
     on), then of the driver (the executors end with the application, and their files go)."""
     from tests.spark_cluster import executor_pids
 
-    proc, _, app = start_driver(cluster.master_url)
+    proc, _, app = long_fit.start(cluster.master_url)
     try:
         executors = executor_pids(cluster, app)
         assert len(executors) == 2 and block_files(set(executors))
