@@ -130,6 +130,7 @@ def fit(df: DataFrame, cfg: _fit.FitConfig,
         _fit.check_data(found, cfg)
         plan = _fit.memory_plan(cfg, next(iter(found.lengths)), partitions, found)
         _check_memory(sc, plan, found.hosts)
+        logger.info("block files of this fit: %s", found.hosts.describe())
         passes = open_passes(data.source, df.sparkSession.conf.get)
         return _fit.run(passes, found, cfg, on_iteration)
     finally:

@@ -53,25 +53,34 @@ class Hosts:
     available: dict[str, int] = field(default_factory=dict)
     blocks: dict[str, int] = field(default_factory=dict)
     partitions: dict[str, set[int]] = field(default_factory=dict)
+    #: The directories the blocks went to, per host.
+    places: dict[str, set[str]] = field(default_factory=dict)
 
     def report(self, host: str, available: int, block_bytes: int,
-               partitions: set[int]) -> None:
+               partitions: set[int], places: set[str] | None = None) -> None:
         self.available[host] = min(available, self.available.get(host, available))
         self.blocks[host] = self.blocks.get(host, 0) + block_bytes
         self.partitions[host] = self.partitions.get(host, set()) | partitions
+        self.places[host] = self.places.get(host, set()) | (places or set())
 
     def add(self, other: Hosts) -> None:
         for host, available in other.available.items():
             self.report(host, available, other.blocks.get(host, 0),
-                        other.partitions.get(host, set()))
+                        other.partitions.get(host, set()), other.places.get(host))
 
     @classmethod
-    def here(cls, block_bytes: int, partition: int) -> Hosts:
+    def here(cls, block_bytes: int, partition: int, place: str | None = None) -> Hosts:
         """A report of this host by the task of ``partition``, after writing
-        ``block_bytes``."""
+        ``block_bytes`` into the directory ``place``."""
         hosts = cls()
-        hosts.report(socket.gethostname(), available_bytes(), block_bytes, {partition})
+        hosts.report(socket.gethostname(), available_bytes(), block_bytes, {partition},
+                     {place} if place else None)
         return hosts
+
+    def describe(self) -> str:
+        """Where the blocks are, for the log: ``host-a: 61.0 MiB in /dev/shm/...; ...``."""
+        return "; ".join(f"{host}: {fmt(size)} in {', '.join(sorted(self.places[host])) or '-'}"
+                         for host, size in sorted(self.blocks.items()))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ raises, before any iteration, for anything that makes the data unusable.
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -164,7 +165,8 @@ def prepare_partition(
         else:
             usable = len(found.lengths) <= 1 and x.shape[0] > 0
             handle = blockstore.write(fit_id, partition, x, w) if usable else None
-            found.hosts = _memory.Hosts.here(handle.nbytes if handle else 0, partition)
+            found.hosts = _memory.Hosts.here(handle.nbytes if handle else 0, partition,
+                                             os.path.dirname(handle.x_path) if handle else None)
             payload = (handle, found)
         blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         yield pa.RecordBatch.from_arrays([pa.array([blob], pa.binary())], ["blob"])

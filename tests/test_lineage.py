@@ -81,3 +81,17 @@ def test_a_fit_leaves_no_block_files(spark):
     X = blobs(spark, n_samples=300, random_state=1)
     LloydKMeans(k=3, seed=2).fit(X.df)
     assert jvm_files(spark) == []
+
+
+def test_the_fit_logs_where_its_blocks_are_and_how_big(spark, data, caplog):
+    """One INFO line: each host's block bytes (1200 x 3 float64 here) and the private
+    directory they are in."""
+    import socket
+
+    (X, _, df), _ = data
+    with caplog.at_level(logging.INFO, logger="sparkml_lloyd"):
+        LloydKMeans(k=4, initialCenters=X[:4], maxIter=1).fit(df)
+    said = [r.getMessage() for r in caplog.records
+            if r.getMessage().startswith("block files of this fit: ")]
+    assert said == [f"block files of this fit: {socket.gethostname()}: "
+                    f"{X.size * 8 / 1024:.1f} KiB in /dev/shm/sparkml_lloyd-{os.getuid()}"]
