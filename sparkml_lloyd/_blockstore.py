@@ -20,6 +20,7 @@ their names.
 
 from __future__ import annotations
 
+import errno
 import glob
 import mmap
 import os
@@ -67,26 +68,47 @@ def private_dir(root: str, create: bool = True) -> str | None:
     return path
 
 
+def _free_bytes(directory: str) -> int:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def storage_dirs(needed_bytes: int = 0) -> list[str]:
+    """Our private directories, in the order to try them for a block of ``needed_bytes``:
+    the one in ``/dev/shm`` first when it has room for twice that, else the temp dir's first.
+    """
+    dirs = [d for root in ROOTS
+            if (d := private_dir(root)) is not None and os.access(d, os.W_OK)]
+    if not dirs:
+        names = ", ".join(os.path.join(r, f"{PREFIX}{os.getuid()}") for r in ROOTS)
+        raise PermissionError(
+            f"no private block directory: {names} are not directories of this user with "
+            "mode 0700 (another user or a symlink took the name): remove them, or set TMPDIR "
+            "to a directory of your own")
+    first_has_room = _free_bytes(dirs[0]) >= 2 * needed_bytes
+    return dirs if first_has_room or len(dirs) == 1 else [*dirs[1:], dirs[0]]
+
+
 def storage_dir(needed_bytes: int = 0) -> str:
-    """Our private directory in ``/dev/shm`` when it has room for ``2 x needed_bytes``, else
-    the one in the temp dir."""
-    for root in ROOTS:
-        directory = private_dir(root)
-        if directory is None or not os.access(directory, os.W_OK):
-            continue
-        if root == ROOTS[-1]:
-            return directory
-        try:
-            st = os.statvfs(directory)
-        except OSError:
-            continue
-        if st.f_bavail * st.f_frsize >= 2 * needed_bytes:
-            return directory
-    names = ", ".join(os.path.join(r, f"{PREFIX}{os.getuid()}") for r in ROOTS)
-    raise PermissionError(
-        f"no private block directory: {names} are not directories of this user with mode "
-        "0700 (another user or a symlink took the name): remove them, or set TMPDIR to a "
-        "directory of your own")
+    """The first of :func:`storage_dirs`."""
+    return storage_dirs(needed_bytes)[0]
+
+
+class NoRoom(OSError):
+    """No block directory on this host had room for a block (``ENOSPC``); nothing of it is
+    left. The message says how much was needed and where there was how much."""
+
+    def __init__(self, host: str, needed: int, free: dict[str, int]) -> None:
+        from sparkml_lloyd._memory import fmt
+
+        where = ", ".join(f"{d} has {fmt(b)} free" for d, b in free.items())
+        super().__init__(errno.ENOSPC, (
+            f"no room for a block file of {fmt(needed)} on host {host!r}: {where}. Free room "
+            "there, give the hosts more shared memory (/dev/shm), or point TMPDIR at a larger "
+            "disk"))
 
 
 def _jvm_pid() -> int:
@@ -140,27 +162,53 @@ def write(fit_id: str, partition: int, x: Rows, w: np.ndarray | None) -> Handle:
     nnz = x.nnz if sp.issparse(x) else None
     rows, cols = x.shape
     h = Handle(socket.gethostname(), "", None, rows, cols, nnz)
-    directory = storage_dir(h.nbytes)
     jvm = _jvm_pid()
-    stem = os.path.join(  # a random part: no name another user could plant ahead of us
-        directory, f"{PREFIX}{fit_id}-{jvm}-p{partition}-{secrets.token_hex(8)}"
-    )
     from sparkml_lloyd import _reaper
 
-    _reaper.ensure(jvm, directory)  # the files go when that JVM does, fit or no fit
-    with os.fdopen(os.open(stem + "-x.bin", _CREATE, 0o600), "wb") as f:
-        if nnz is None:
-            f.write(np.ascontiguousarray(x, dtype=np.float64).data)
-        else:
-            for part, dtype in ((x.data, np.float64), (x.indptr, np.int32),
-                                (x.indices, np.int32)):
-                f.write(np.ascontiguousarray(part, dtype=dtype).data)
-    w_path = None
-    if w is not None:
-        w_path = stem + "-w.bin"
-        with os.fdopen(os.open(w_path, _CREATE, 0o600), "wb") as f:
-            f.write(np.ascontiguousarray(w, dtype=np.float64).data)
-    return Handle(h.host, stem + "-x.bin", w_path, rows, cols, nnz)
+    free: dict[str, int] = {}
+    for directory in storage_dirs(h.nbytes):
+        stem = os.path.join(  # a random part: no name another user could plant ahead of us
+            directory, f"{PREFIX}{fit_id}-{jvm}-p{partition}-{secrets.token_hex(8)}"
+        )
+        _reaper.ensure(jvm, directory)  # the files go when that JVM does, fit or no fit
+        w_path = None if w is None else stem + "-w.bin"
+        try:
+            _write_file(stem + "-x.bin", _parts(x))
+            try:
+                if w_path is not None:
+                    _write_file(w_path, [np.ascontiguousarray(w, dtype=np.float64)])
+            except BaseException:
+                _unlink(stem + "-x.bin")
+                raise
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            free[directory] = _free_bytes(directory)
+            continue
+        return Handle(h.host, stem + "-x.bin", w_path, rows, cols, nnz)
+    raise NoRoom(h.host, h.nbytes, free)
+
+
+def _parts(x: Rows) -> list[np.ndarray]:
+    """What a block file holds: a dense block's values (row-major float64), or a CSR
+    block's values (float64), row pointers and column indices (int32), one after another."""
+    if not sp.issparse(x):
+        return [np.ascontiguousarray(x, dtype=np.float64)]
+    return [np.ascontiguousarray(part, dtype=dtype) for part, dtype in
+            ((x.data, np.float64), (x.indptr, np.int32), (x.indices, np.int32))]
+
+
+def _write_file(path: str, parts: list[np.ndarray]) -> None:
+    """A new file of mode 0600 holding ``parts`` (never an existing file or a symlink); on
+    failure nothing of it is left."""
+    fd = os.open(path, _CREATE, 0o600)  # from here on the file is ours
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:
+                f.write(part.data)
+    except BaseException:
+        _unlink(path)
+        raise
 
 
 def _map(path: str, nbytes: int) -> memoryview | bytes:

@@ -9,6 +9,7 @@ the transport's business; the numbers are the same either way.
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -78,7 +79,11 @@ class FitResult:
 
 def check_data(found: Findings, cfg: FitConfig) -> None:
     """The verdict on the preparation pass's findings, before any transport starts: a
-    ``ValueError`` for unusable data or ``initialCenters`` of another width."""
+    ``ValueError`` for unusable data or ``initialCenters`` of another width; an ``OSError``
+    (``ENOSPC``) when blocks found no room on their hosts."""
+    if found.no_room:
+        raise OSError(errno.ENOSPC, f"{len(found.no_room)} of the data's blocks found no "
+                      f"room; the first: {found.no_room[0]}")
     raise_for_data(found, cfg.features_col, cfg.weight_col, cfg.handle_invalid)
     if found.invalid:
         logger.info("left out %d invalid rows (handleInvalid=%r)",

@@ -53,6 +53,8 @@ class Findings:
     sample_keys: list[np.ndarray] = field(default_factory=list)
     dense_blocks: int = 0
     hosts: _memory.Hosts = field(default_factory=_memory.Hosts)
+    #: Why blocks found no room on their hosts (:class:`~sparkml_lloyd._blockstore.NoRoom`).
+    no_room: list[str] = field(default_factory=list)
 
     def add(self, other: Findings) -> None:
         self.hosts.add(other.hosts)
@@ -63,6 +65,7 @@ class Findings:
         self.lengths |= other.lengths
         self.sample_x += other.sample_x
         self.sample_keys += other.sample_keys
+        self.no_room += other.no_room
 
     @classmethod
     def merged(cls, parts: Iterable[Findings]) -> Findings:
@@ -164,7 +167,11 @@ def prepare_partition(
             payload = (x, w)
         else:
             usable = len(found.lengths) <= 1 and x.shape[0] > 0
-            handle = blockstore.write(fit_id, partition, x, w) if usable else None
+            try:
+                handle = blockstore.write(fit_id, partition, x, w) if usable else None
+            except blockstore.NoRoom as e:  # the driver says so, in one line, for all
+                found.no_room.append(e.strerror)
+                handle = None
             found.hosts = _memory.Hosts.here(handle.nbytes if handle else 0, partition,
                                              os.path.dirname(handle.x_path) if handle else None)
             payload = (handle, found)

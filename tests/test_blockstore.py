@@ -1,6 +1,7 @@
 """Host-local block storage on its own (no Spark, no Java): round trip, misses, clean-up.
 (Blocks lost inside a fit on Spark: tests/test_lineage.py.)"""
 
+import errno
 import os
 import stat
 import subprocess
@@ -163,3 +164,86 @@ def test_clean_deletes_what_is_asked_and_says_what_it_freed(monkeypatch):
     assert os.path.dirname(second.x_path) in out.stdout and "(--all deletes them)" in out.stdout
     assert not os.path.exists(second.x_path) and os.path.exists(live.x_path)
     bs.delete(live)
+
+
+class _FullDisks:
+    """``os`` for the block store, with directories that take only ``room`` bytes each: a
+    write past that fails with ENOSPC, as on a full tmpfs (the seam: the files are real)."""
+
+    def __init__(self, room: dict[str, int]) -> None:
+        self.room = room
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    def fdopen(self, fd: int, mode: str):
+        f = os.fdopen(fd, mode)
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        left = next((r for d, r in self.room.items() if path.startswith(d)), None)
+        if left is None:
+            return f
+        room = self.room
+
+        class Limited:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                f.close()
+
+            def write(self, data):
+                nonlocal left
+                n = memoryview(data).nbytes
+                if n > left:
+                    f.write(memoryview(data).cast("B")[:left])
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                left -= n
+                room[next(d for d in room if path.startswith(d))] = left
+                return f.write(data)
+
+        return Limited()
+
+
+def test_a_block_that_does_not_fit_goes_to_the_next_place_or_says_why(tmp_path, monkeypatch):
+    """The first place is full: the block goes to the temp dir's, and nothing is left in the
+    first; both are full: one ENOSPC error saying what was needed and how much each place
+    had, and no partial file anywhere."""
+    shm, tmp = tmp_path / "shm", tmp_path / "tmp"
+    shm.mkdir()
+    tmp.mkdir()
+    monkeypatch.setattr(bs, "ROOTS", (str(shm), str(tmp)))
+    monkeypatch.setattr(bs, "os", _FullDisks({str(shm): 100, str(tmp): 10_000}))
+    x = np.ones((50, 4))  # 1,600 bytes
+    h = bs.write("full0", 0, x, np.ones(50))
+    assert h.x_path.startswith(str(tmp))
+    assert list((shm / f"{bs.PREFIX}{os.getuid()}").iterdir()) == []
+    np.testing.assert_array_equal(bs.open_block(h)[0], x)
+    with pytest.raises(bs.NoRoom) as err:
+        bs.write("full1", 0, np.ones((2000, 4)), None)  # 64,000 bytes
+    assert err.value.errno == errno.ENOSPC
+    message = str(err.value)
+    assert "no room for a block file of 62.5 KiB on host" in message and "\n" not in message
+    assert f"{shm}/{bs.PREFIX}{os.getuid()} has " in message and "TMPDIR" in message
+    assert [p.name for d in (shm, tmp) for p in (d / f"{bs.PREFIX}{os.getuid()}").iterdir()
+            if "full1" in p.name] == []
+    bs.delete(h)
+
+
+def test_blocks_without_room_stop_the_fit_with_one_line():
+    """What the preparation pass found (two blocks without room) ends the fit before any
+    iteration: one ENOSPC line, the first block's reason."""
+    from sparkml_lloyd import _fit
+    from sparkml_lloyd._prepare import Findings
+
+    found = Findings(rows=10, lengths={4})
+    found.no_room = ["no room for a block file of 1.0 GiB on host 'a': /dev/shm/x has 2 MiB "
+                     "free", "no room for a block file of 1.0 GiB on host 'b': ..."]
+    cfg = _fit.FitConfig(k=2, max_iter=5, tol=0.0, seed=1, init_mode="random", init_steps=2,
+                         distance="euclidean", features_col="features", weight_col=None,
+                         handle_invalid="error", initial_centers=None)
+    with pytest.raises(OSError) as err:
+        _fit.check_data(found, cfg)
+    assert err.value.errno == errno.ENOSPC
+    assert str(err.value) == ("[Errno 28] 2 of the data's blocks found no room; the first: no "
+                              "room for a block file of 1.0 GiB on host 'a': /dev/shm/x has "
+                              "2 MiB free")
