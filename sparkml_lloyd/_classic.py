@@ -27,7 +27,7 @@ from sparkml_lloyd import _blockstore as blockstore
 from sparkml_lloyd import _fit, _memory, _prepare, _schema
 from sparkml_lloyd import _kernel as K
 from sparkml_lloyd._fit import Passes
-from sparkml_lloyd._transport import BlockSource, open_passes
+from sparkml_lloyd._transport import BlockSource, open_passes, session_jobs
 
 logger = logging.getLogger("sparkml_lloyd")
 
@@ -125,15 +125,16 @@ def fit(df: DataFrame, cfg: _fit.FitConfig,
     data = Blocks(source, has_weight=bool(cfg.weight_col), cosine=cfg.distance == K.COSINE,
                   seed=cfg.seed, sample_size=cfg.k)
     passes: Passes | None = None
-    try:
-        found = data.findings()
-        _fit.check_data(found, cfg)
-        plan = _fit.memory_plan(cfg, next(iter(found.lengths)), partitions, found)
-        _check_memory(sc, plan, found.hosts)
-        logger.info("block files of this fit: %s", found.hosts.describe())
-        passes = open_passes(data.source, df.sparkSession.conf.get)
-        return _fit.run(passes, found, cfg, on_iteration)
-    finally:
-        if passes is not None:
-            passes.close()
-        data.release()
+    with session_jobs(sc, df.sparkSession):  # interruptAll() reaches the passes too
+        try:
+            found = data.findings()
+            _fit.check_data(found, cfg)
+            plan = _fit.memory_plan(cfg, next(iter(found.lengths)), partitions, found)
+            _check_memory(sc, plan, found.hosts)
+            logger.info("block files of this fit: %s", found.hosts.describe())
+            passes = open_passes(data.source, df.sparkSession.conf.get)
+            return _fit.run(passes, found, cfg, on_iteration)
+        finally:
+            if passes is not None:
+                passes.close()
+            data.release()

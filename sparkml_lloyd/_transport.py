@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -261,6 +262,9 @@ class ExecutorLoop:
     def run(self, fn: Callable[..., Any], centers: np.ndarray, **kwargs: Any) -> list[Any]:
         """One pass of ``fn`` at ``centers``: every partition's result, in partition order."""
         centers = as_rows(centers)
+        if self.cancelled is not None:  # the tasks may still answer: Spark only marks them
+            self.close()
+            raise self.cancelled
         if self.coordinator is not None:
             try:
                 return self.coordinator.step((fn, centers, kwargs), problem=self._job_problem)
@@ -302,6 +306,26 @@ def is_cancellation(exc: BaseException) -> bool:
     ``cancelJobGroup``, ``cancelJobsWithTag``, ``SparkSession.interruptAll`` ...): Spark's
     message is ``Job N cancelled ...``."""
     return "cancelled" in str(exc).lower()
+
+
+@contextmanager
+def session_jobs(sc: SparkContext, session: Any) -> Iterator[None]:
+    """Tag the Spark jobs this thread (and the threads it starts) runs with ``session``'s
+    job tag, so that ``SparkSession.interruptAll()`` cancels them as it does the session's
+    SQL queries (classic Spark 4+; Spark adds that tag to SQL executions only, not to RDD
+    jobs such as the passes)."""
+    try:
+        tag = str(session._jsparkSession.sessionJobTag())
+    except Exception:  # Spark 3.5 (interruptAll is Connect's there), or no JVM session
+        tag = None
+    added = tag is not None and tag not in sc.getJobTags()
+    if added:
+        sc.addJobTag(tag)
+    try:
+        yield
+    finally:
+        if added:
+            sc.removeJobTag(tag)
 
 
 def open_passes(source: BlockSource, conf: Callable[[str, str], str]) -> Passes:
