@@ -6,6 +6,7 @@ fits again and prints ``refit <numIter> <footprint before> <footprint after>``."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def start(master: str) -> tuple[subprocess.Popen[str], int, str]:
 
 
 def main(master: str) -> int:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers on this interpreter
     spark = build_session(master, "sparkml_lloyd-long-fit")
     print(f"jvm {jvm_pid(spark)}\napp {spark.sparkContext.applicationId}", flush=True)
     df = frame(spark, "staircase", staircase(STEPS, copies=20_000)).cache()
