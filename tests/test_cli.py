@@ -293,8 +293,8 @@ def test_predict_parquet_to_one_csv_file(data, fitted):
     check_predictions(pd.read_csv(out), data["pq"], fitted["model"])
 
 
-def test_predict_csv_to_parquet(data, fitted):
-    out = data["root"] / "predicted.parquet"
+def test_predict_csv_to_parquet(data, fitted, tmp_path):
+    out = tmp_path / "predicted.parquet"  # its own folder: the test may run again
     result = run_main("predict", data["csv"], "--model", fitted["model"], "--out", out)
     assert result.returncode == 0, result.stderr
     assert out.is_dir()
