@@ -102,7 +102,7 @@ def frame(table: dict[str, DataFrame], rows: list[Any], column: str) -> DataFram
     ``id`` their index in ``rows``."""
     keys = [_key(r) for r in rows]
     assert len(set(keys)) == len(keys), "a row twice"
-    index = F.array_position(F.array(*[F.lit(k) for k in keys]), F.col("key")) - 1
+    index = F.create_map(*[F.lit(v) for i, k in enumerate(keys) for v in (k, i)])[F.col("key")]
     return (table[column].where(F.col("key").isin(keys))
             .select(index.cast("int").alias("id"), "features"))
 
