@@ -8,6 +8,11 @@ one place; every other module calls these and holds no version test.
 * **A Column <-> its catalyst expression** (:func:`column_converter`): pyspark 4 wraps a
   Column's expression through ``org.apache.spark.sql.classic.ExpressionUtils``; 3.5's
   ``Column`` is itself the JVM ``org.apache.spark.sql.Column`` around an expression.
+* **What pyspark's ML metadata I/O takes** (:func:`ml_io_context`): the session from 4.0
+  (Connect has no SparkContext), the SparkContext on 3.5.
+* **A DataFrame as an Arrow table** (:func:`to_arrow`, for tests and benchmarks):
+  ``DataFrame.toArrow`` came with 4.0.
+* **Spark Connect** (:func:`check_connect`): from 4.0, where ``pyspark.ml`` runs on Connect.
 """
 
 from __future__ import annotations
@@ -98,6 +103,21 @@ def check_connect() -> None:
             f"Connect came with 4.0); this is pyspark {pyspark.__version__}. Use a classic "
             "SparkSession (SparkSession.builder.master(...), or local_session()) or "
             "upgrade pyspark.")
+
+
+def ml_io_context(spark: Any) -> Any:
+    """What ``DefaultParamsWriter.saveMetadata`` and ``DefaultParamsReader.loadMetadata``
+    take for ``spark`` (a SparkSession)."""
+    return spark if PYSPARK_LINE >= (4, 0) else spark.sparkContext
+
+
+def to_arrow(df: Any) -> pa.Table:
+    """``df``'s rows as one Arrow table, collected to the driver (classic Spark on 3.5)."""
+    if PYSPARK_LINE >= (4, 0):
+        return df.toArrow()
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return pa.Table.from_batches(df._collect_as_arrow(), schema=to_arrow_schema(df.schema))
 
 
 def column_converter(jvm: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
