@@ -12,7 +12,8 @@ one place; every other module calls these and holds no version test.
   (Connect has no SparkContext), the SparkContext on 3.5.
 * **A DataFrame as an Arrow table** (:func:`to_arrow`, for tests and benchmarks):
   ``DataFrame.toArrow`` came with 4.0.
-* **Spark Connect** (:func:`check_connect`): from 4.0, where ``pyspark.ml`` runs on Connect.
+* **Spark Connect** (:func:`check_connect`): from 4.0, where ``pyspark.ml`` runs on Connect;
+  a 4.0 server's ML helper hides why it failed (:func:`says_path_exists`).
 """
 
 from __future__ import annotations
@@ -118,6 +119,17 @@ def to_arrow(df: Any) -> pa.Table:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return pa.Table.from_batches(df._collect_as_arrow(), schema=to_arrow_schema(df.schema))
+
+
+def says_path_exists(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by Spark's ML helper's ``handleOverwrite(path, False)`` on a
+    Spark Connect server, means that ``path`` exists. From 4.1 the client gets the server's
+    ``IOException`` ("Path ... already exists"); a 4.0 server sends only the reflection
+    wrapper, ``java.lang.reflect.InvocationTargetException``, with no message, which is then
+    read as "exists" (the helper raises nothing else for a readable path)."""
+    text = str(exc)
+    return "already exists" in text or (
+        PYSPARK_LINE < (4, 1) and "InvocationTargetException" in text)
 
 
 def column_converter(jvm: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:

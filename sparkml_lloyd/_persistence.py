@@ -92,7 +92,7 @@ class _RemoteFileSystem:
         try:
             self._handle_overwrite(path, False)
         except Exception as exc:  # the server's IOException: "Path ... already exists"
-            if "already exists" in str(exc):
+            if _compat.says_path_exists(exc):
                 return True
             raise
         return False
