@@ -117,3 +117,16 @@ def test_a_connect_session_before_4_0_is_refused_with_the_classic_alternative(mo
     with pytest.raises(RuntimeError, match=r"needs pyspark 4\.0 or newer .* Use a classic "
                                            r"SparkSession"):
         _catalyst.available(session)
+
+
+def test_what_a_connect_servers_ml_helper_error_says(monkeypatch):
+    """handleOverwrite(path, False) raises when the path exists: with the server's words from
+    4.1, as a bare InvocationTargetException from a 4.0 server (what test_connect met)."""
+    exists = RuntimeError("(java.io.IOException) Path /x already exists. To overwrite it, ...")
+    bare = RuntimeError("(java.lang.reflect.InvocationTargetException) ")
+    other = RuntimeError("(org.apache.spark.SparkException) something else")
+    for line, bare_means_exists in (((4, 0), True), ((4, 1), False), ((4, 3), False)):
+        monkeypatch.setattr(_compat, "PYSPARK_LINE", line)
+        assert _compat.says_path_exists(exists)
+        assert _compat.says_path_exists(bare) is bare_means_exists
+        assert not _compat.says_path_exists(other)
