@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow as pa
 import pyspark
 import pytest
+from pyspark.ml.linalg import DenseVector
 
 from sparkml_lloyd import LloydKMeansModel, _compat
-from tests.helpers import make_df
 from tests.test_transform import NULL_ROWS, features_df, oracle, physical_plan
 
 
@@ -95,7 +95,8 @@ def test_skip_through_pandas_drops_the_invalid_rows(spark, monkeypatch):
     centers = rng.normal(size=(50, 100))
     X = rng.normal(size=(30, 100))
     X[5, 3] = np.nan
-    out = LloydKMeansModel(centers).setHandleInvalid("skip").transform(make_df(spark, X))
+    df = spark.createDataFrame([(i, DenseVector(x)) for i, x in enumerate(X)], ["id", "features"])
+    out = LloydKMeansModel(centers).setHandleInvalid("skip").transform(df)
     rows = out.orderBy("id").collect()
     keep = [i for i in range(30) if i != 5]
     assert [r.id for r in rows] == keep
