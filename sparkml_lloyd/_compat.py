@@ -126,7 +126,8 @@ def says_path_exists(exc: BaseException) -> bool:
     Spark Connect server, means that ``path`` exists. From 4.1 the client gets the server's
     ``IOException`` ("Path ... already exists"); a 4.0 server sends only the reflection
     wrapper, ``java.lang.reflect.InvocationTargetException``, with no message, which is then
-    read as "exists" (the helper raises nothing else for a readable path)."""
+    read as "exists" (why it failed in the tests; any other failure there, such as no
+    permission, reads the same: see the user guide's Spark Connect section)."""
     text = str(exc)
     return "already exists" in text or (
         PYSPARK_LINE < (4, 1) and "InvocationTargetException" in text)
