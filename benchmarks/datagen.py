@@ -122,6 +122,8 @@ def generate(spark: SparkSession, cell: Cell, seed: int, partitions: int) -> Blo
 
 def collect_numpy(df: DataFrame, d: int) -> np.ndarray:
     """The ``features`` column as an ``(n, d)`` float64 matrix on the driver (via Arrow)."""
-    table = df.select(vector_to_array(F.col("features"), "float64").alias("f")).toArrow()
+    from sparkml_lloyd._compat import to_arrow  # DataFrame.toArrow is pyspark 4 only
+
+    table = to_arrow(df.select(vector_to_array(F.col("features"), "float64").alias("f")))
     col = table.column("f").combine_chunks()
     return np.asarray(col.flatten().to_numpy(zero_copy_only=False)).reshape(len(col), d)

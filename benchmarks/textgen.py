@@ -231,10 +231,11 @@ def collect_csr(df: DataFrame, d: int) -> sp.csr_array:
     """The ``features`` column (sparse vectors of size ``d``) as an ``(n, d)`` CSR matrix on
     the driver, via Arrow and the vectors' stored struct (never dense)."""
     from sparkml_lloyd._catalyst import Catalyst
+    from sparkml_lloyd._compat import to_arrow  # DataFrame.toArrow is pyspark 4 only
 
     stored = Catalyst(df.sparkSession).unwrap_udt(F.col("features"))
-    table = df.select(stored.getField("indices").alias("i"),
-                      stored.getField("values").alias("v")).toArrow()
+    table = to_arrow(df.select(stored.getField("indices").alias("i"),
+                               stored.getField("values").alias("v")))
     idx = table.column("i").combine_chunks()
     val = table.column("v").combine_chunks()
     offsets = idx.offsets.to_numpy()

@@ -26,6 +26,8 @@ from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, 
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from sparkml_lloyd import _compat
+
 S = TypeVar("S", bound=Params)
 
 
@@ -90,7 +92,7 @@ class _RemoteFileSystem:
         try:
             self._handle_overwrite(path, False)
         except Exception as exc:  # the server's IOException: "Path ... already exists"
-            if "already exists" in str(exc):
+            if _compat.says_path_exists(exc):
                 return True
             raise
         return False
@@ -155,7 +157,8 @@ class AtomicWriter(MLWriter):
         if self._write_data is not None:
             self._write_data(self.instance, posixpath.join(path, "data"), self.sparkSession)
         extra = self._extra_metadata(self.instance) if self._extra_metadata else None
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession, extra)
+        DefaultParamsWriter.saveMetadata(self.instance, path,
+                                         _compat.ml_io_context(self.sparkSession), extra)
 
     def save(self, path: str) -> None:
         """Save to ``path``; an existing ``path`` needs ``overwrite()`` and is replaced whole.
@@ -224,7 +227,7 @@ class CheckedReader(MLReader[S], Generic[S]):
                 "metadata folder). Give the folder that save() wrote."
             )
         try:
-            metadata = DefaultParamsReader.loadMetadata(path, spark)
+            metadata = DefaultParamsReader.loadMetadata(path, _compat.ml_io_context(spark))
         except Exception as e:  # an emptied, truncated or corrupted metadata file
             raise ValueError(
                 f"Cannot load {name}: the metadata under {path!r} is unreadable "

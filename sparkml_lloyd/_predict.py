@@ -18,14 +18,16 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sparkml_lloyd import _catalyst, _predict_arrow, _predict_jvm, _rows, _schema
+from sparkml_lloyd import _catalyst, _compat, _predict_arrow, _predict_jvm, _rows, _schema
 from sparkml_lloyd import _kernel as K
 
 #: From this many center values (k x d) on, ``transform`` runs the numpy kernel in an Arrow UDF
 #: even where the JVM is reachable: Spark's model assigns row by row (k distance loops of d),
 #: ours with BLAS, which at 1e6 x 100 rows and k = 100 took 0.41x the built-in's time where
 #: the JVM path takes 1.0x; at k x d = 20 x 20 the JVM path is the faster (0.9x vs 1.1-1.4x).
-ARROW_MIN_CENTER_VALUES = 2500
+#: 2500 with pyspark's ``arrow_udf`` (4.1+), 5000 through a pandas_udf (3.5, 4.0): see
+#: :data:`sparkml_lloyd._compat.ARROW_MIN_CENTER_VALUES`.
+ARROW_MIN_CENTER_VALUES = _compat.ARROW_MIN_CENTER_VALUES
 
 
 def prediction_metadata(k: int) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Prediction with the numpy kernel: one vector (``predict``) or an Arrow UDF (``transform``).
 
 The Arrow UDF is the path under Spark Connect (no JVM to call) and for large models
-(``k x d >= 2500``: one BLAS product per batch beats Spark's row-by-row loop). Both apply the
-row rule of :mod:`sparkml_lloyd._rows` and the ``handleInvalid`` Param.
+(``k x d >=`` :data:`sparkml_lloyd._compat.ARROW_MIN_CENTER_VALUES`: one BLAS product per
+batch beats Spark's row-by-row loop); which UDF (pyspark's ``arrow_udf``, or a
+``pandas_udf`` before 4.1) is :func:`sparkml_lloyd._compat.arrow_udf`'s choice. Both apply
+the row rule of :mod:`sparkml_lloyd._rows` and the ``handleInvalid`` Param.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pyspark.ml.linalg import Vector
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import types as T
 
-from sparkml_lloyd import _arrow, _rows, _schema
+from sparkml_lloyd import _arrow, _compat, _rows, _schema
 from sparkml_lloyd import _kernel as K
 
 
@@ -70,8 +72,6 @@ def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray, dis
     non-deterministic, so that Spark does not push that filter below the UDF and run it
     twice.
     """
-    from pyspark.sql.functions import arrow_udf
-
     features = _schema.feature_columns(df, features_col)
     names = list(features)
     centers = K.unit_centers(centers, distance)
@@ -84,7 +84,7 @@ def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray, dis
         return predict_arrow(dict(zip(names, columns, strict=True)), prepared[0], distance,
                              handle_invalid, features_col)
 
-    udf = arrow_udf(predict, T.IntegerType())
+    udf = _compat.arrow_udf(predict, T.IntegerType())
     if handle_invalid == _rows.SKIP:
         udf = udf.asNondeterministic()
     return udf(*features.values())

@@ -2,7 +2,8 @@
 section (``benchmarks/connect.py``): its own process, on 127.0.0.1 and a free port, its Python
 workers on this interpreter, stopped by PID.
 
-``<pyspark package>/sbin/start-connect-server.sh`` starts the server as a daemon and writes
+``<pyspark package>/sbin/spark-daemon.sh submit <the server class>`` (what
+``start-connect-server.sh`` runs) starts the server as a daemon and writes
 its PID to a file in ``SPARK_PID_DIR`` (a folder of our own); :meth:`ConnectServer.stop`
 kills that PID and waits for it. Abandoned executions are interrupted quickly (a client
 killed mid-fit leaves nothing running for long): a live client reattaches to its execution
@@ -34,6 +35,9 @@ BASE_CONF = {
     "spark.connect.execute.manager.maintenanceInterval": "1s",
     "spark.ui.showConsoleProgress": "false",
 }
+
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
 
 def free_port() -> int:
@@ -78,10 +82,14 @@ class ConnectServer:
     def env(self) -> dict[str, str]:
         return {**os.environ, "SPARK_HOME": str(self.home), "PYSPARK_PYTHON": sys.executable,
                 "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(self.dir),
-                "SPARK_PID_DIR": str(self.dir), "SPARK_IDENT_STRING": f"test{self.port}"}
+                "SPARK_PID_DIR": str(self.dir), "SPARK_IDENT_STRING": f"test{self.port}",
+                "SPARK_CONNECT_MODE": "0"}
 
     def start(self, timeout: float = 120.0) -> ConnectServer:
-        args = [str(self.home / "sbin" / "start-connect-server.sh"), "--master", self.master]
+        # What sbin/start-connect-server.sh runs; pyspark 4.0's pip package ships the
+        # server's jar and spark-daemon.sh but not that script.
+        args = [str(self.home / "sbin" / "spark-daemon.sh"), "submit", SERVER_CLASS, "1",
+                "--name", "Spark Connect server", "--master", self.master]
         for key, value in self.conf.items():
             args += ["--conf", f"{key}={value}"]
         subprocess.run(args, env=self.env(), check=True, capture_output=True, timeout=60)

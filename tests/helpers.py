@@ -13,14 +13,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+from py4j.protocol import Py4JJavaError
+from pyspark.errors.exceptions.captured import SparkRuntimeException
 
 from benchmarks.measure import relative_difference
+from sparkml_lloyd import _compat
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from sklearn.cluster import KMeans
 
-__all__ = ["Blobs", "blobs", "make_df", "relative_difference", "sklearn_lloyd"]
+__all__ = ["JVM_RAISED_ERROR", "Blobs", "blobs", "make_df", "relative_difference",
+           "sklearn_lloyd"]
+
+#: What an action raises when the row rule's ``raise_error`` fires in the JVM (transform of
+#: an invalid row, classic Spark): pyspark 4 captures it as a ``SparkRuntimeException``
+#: (``[USER_RAISED_EXCEPTION] <our message>``); 3.5 leaves Spark's ``SparkException`` a
+#: ``Py4JJavaError``, whose text holds our message.
+JVM_RAISED_ERROR: type[Exception] = (SparkRuntimeException if _compat.PYSPARK_LINE >= (4, 0)
+                                     else Py4JJavaError)
 
 
 def make_df(spark, X, weights=None, vector=True, partitions=None, col="features"):

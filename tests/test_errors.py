@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pytest
 from pyspark.errors import PySparkException
-from pyspark.errors.exceptions.captured import SparkRuntimeException
 from pyspark.ml.clustering import KMeans
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.linalg import Vectors, VectorUDT
@@ -39,6 +38,7 @@ from pyspark.sql import types as T
 
 from sparkml_lloyd import LloydKMeans, LloydKMeansModel, _persistence
 from sparkml_lloyd._persistence import PathExistsError, StageNotFoundError, _FileSystem
+from tests.helpers import JVM_RAISED_ERROR
 from tests.leaks import Footprint, footprint, footprint_after, jobs_started
 
 NAN, INF = float("nan"), float("inf")
@@ -272,13 +272,13 @@ CASES: list[Case] = [
     Case("transform of vectors of the wrong length (assembled)", "transform()", ValueError,
          lambda i: i.model.transform(_assembled_3(i)),
          ("featuresCol='features'", "length 3", "fitted on 2 features")),
-    Case("transform of vectors of the wrong length", ACTION, SparkRuntimeException,
+    Case("transform of vectors of the wrong length", ACTION, JVM_RAISED_ERROR,
          lambda i: i.model.transform(i.arrays([[1.0, 2.0, 3.0]])).collect(),
          ("featuresCol='features'", "does not have 2 features", "handleInvalid='skip'"), None),
-    Case("transform of a null row", ACTION, SparkRuntimeException,
+    Case("transform of a null row", ACTION, JVM_RAISED_ERROR,
          lambda i: i.model.transform(i.vectors([GOOD[0], None])).collect(),
          ("featuresCol='features' is null", "dropna", "'keep' (null prediction"), None),
-    Case("transform of an infinite value", ACTION, SparkRuntimeException,
+    Case("transform of an infinite value", ACTION, JVM_RAISED_ERROR,
          lambda i: i.model.transform(i.vectors([[INF, 0.0]])).collect(),
          ("featuresCol='features' has NaN, infinite", "Imputer"), None),
     # -- saved stages ---------------------------------------------------------------------

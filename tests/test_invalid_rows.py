@@ -22,9 +22,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkml_lloyd import LloydKMeans, LloydKMeansModel, _predict
+from sparkml_lloyd import LloydKMeans, LloydKMeansModel, _compat, _predict
 from sparkml_lloyd._kernel import unit_centers
 from sparkml_lloyd._schema import feature_columns
+from tests.helpers import JVM_RAISED_ERROR
 
 NAN, INF = float("nan"), float("inf")
 CENTERS = {"euclidean": [[0.0, 0.0], [10.0, 10.0]], "cosine": [[1.0, 0.0], [0.0, 1.0]]}
@@ -102,7 +103,7 @@ def frame(table: dict[str, DataFrame], rows: list[Any], column: str) -> DataFram
     ``id`` their index in ``rows``."""
     keys = [_key(r) for r in rows]
     assert len(set(keys)) == len(keys), "a row twice"
-    index = F.array_position(F.array(*[F.lit(k) for k in keys]), F.col("key")) - 1
+    index = F.create_map(*[F.lit(v) for i, k in enumerate(keys) for v in (k, i)])[F.col("key")]
     return (table[column].where(F.col("key").isin(keys))
             .select(index.cast("int").alias("id"), "features"))
 
@@ -124,7 +125,8 @@ def uses_arrow(df: DataFrame) -> bool:
 
 
 def _assert_raises_at_the_action(out: DataFrame, words: str) -> None:
-    with pytest.raises(PySparkException, match=f"A row of featuresCol='features' {words}") as e:
+    with pytest.raises(JVM_RAISED_ERROR if not uses_arrow(out) else PySparkException,
+                       match=f"A row of featuresCol='features' {words}") as e:
         out.collect()
     assert "handleInvalid='skip'" in str(e.value)
 
@@ -145,7 +147,7 @@ def test_the_arrow_udf_raises_under_error(table, name, row, distance, words, col
     from sparkml_lloyd._predict_arrow import predict_arrow
 
     df = frame(table, [VALID[distance][0], row, VALID[distance][1]], column)
-    arrow = df.orderBy("id").select(*feature_columns(df, "features").values()).toArrow()
+    arrow = _compat.to_arrow(df.orderBy("id").select(*feature_columns(df, "features").values()))
     rows = {name: arrow.column(name) for name in arrow.column_names}
     centers = unit_centers(np.asarray(CENTERS[distance]), distance)
     with pytest.raises(ValueError, match=f"A row of featuresCol='features' {words}"):
