@@ -41,7 +41,9 @@ def result(proc: subprocess.Popen[str], timeout: float = 600) -> dict[str, Any]:
     errors, where the exception's name is)."""
     out, err = proc.communicate(timeout=timeout)
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, err[:3000]
+    why = [ln for ln in err.splitlines()  # Spark's reason may follow a long plan
+           if any(w in ln for w in ("Error", "Exception:", "Reason", "failed", "Caused by"))]
+    assert proc.returncode == 0 and lines, "\n".join(why[:40]) or err[:3000]
     return json.loads(lines[-1][len("RESULT "):])
 
 
