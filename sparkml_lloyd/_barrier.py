@@ -122,8 +122,8 @@ def fit_task(batches: Iterable[pa.RecordBatch], cfg: _fit.FitConfig,
         with _blas_threads():
             return fn(blocks, centers, **kwargs)
 
-    if me != 0:
-        _loop.serve((host, int(port)), token, me, compute)
+    if me != 0:  # a lost coordinator fails this task too: Spark then reruns the whole stage
+        _loop.serve((host, int(port)), token, me, compute, required=True)
         return
     assert server is not None
     mine = threading.Thread(target=_loop.serve, args=((host, int(port)), token, 0, compute),

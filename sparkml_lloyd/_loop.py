@@ -204,17 +204,22 @@ def _stop_quietly(conn: socket.socket) -> None:
 
 
 def serve(address: tuple[str, int], token: str, index: int,
-          compute: Callable[[Any], Any] | None) -> int:
+          compute: Callable[[Any], Any] | None, required: bool = False) -> int:
     """Task side: connect, say hello, answer steps until told to stop; the number of steps.
 
     ``compute`` is None when this task cannot serve (its blocks are not on this host): the
     hello then says so and the driver falls back. Returns quietly when the driver is gone or
     no longer listening (it has fallen back, or this is a retried copy of the task); an
-    exception from ``compute`` propagates, so Spark reports the task's failure.
+    exception from ``compute`` propagates, so Spark reports the task's failure. With
+    ``required`` (a barrier task, whose coordinator is another task) losing the coordinator
+    without its stop raises ``ConnectionError`` instead: the task must fail, so that Spark
+    reruns the whole barrier stage rather than this task's finished output standing.
     """
     try:
         conn = socket.create_connection(address, timeout=TASK_CONNECT_TIMEOUT)
-    except OSError:
+    except OSError as exc:
+        if required:
+            raise ConnectionError(f"cannot reach the fit's coordinator: {exc}") from exc
         return 0
     steps = 0
     with conn:
@@ -230,5 +235,7 @@ def serve(address: tuple[str, int], token: str, index: int,
                 reply = compute(message)
                 _send(conn, reply)
                 steps += 1
-        except (OSError, EOFError):
+        except (OSError, EOFError) as exc:
+            if required:
+                raise ConnectionError(f"the fit's coordinator is gone: {exc!r}") from exc
             return steps  # the driver closed the loop: it finished or fell back
