@@ -33,14 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from sparkml_lloyd import _reaper
 from sparkml_lloyd._kernel import Rows
 
 PREFIX = "sparkml_lloyd-"
 #: Where blocks may live, in order of preference: shared memory, then the temp dir.
 ROOTS: tuple[str, ...] = ("/dev/shm", tempfile.gettempdir())
-#: How files are created: a new file only (never an existing one, never through a symlink).
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
-    os, "O_CLOEXEC", 0)
+_CREATE = _reaper.CREATE_NEW
 
 
 def private_dir(root: str, create: bool = True) -> str | None:
@@ -74,6 +73,12 @@ def _free_bytes(directory: str) -> int:
     except OSError:
         return 0
     return st.f_bavail * st.f_frsize
+
+
+def watch_marker(directory: str, jvm_pid: int) -> str:
+    """The file naming the watcher of ``jvm_pid``'s blocks in ``directory``
+    (:mod:`sparkml_lloyd._reaper`)."""
+    return os.path.join(directory, f"{PREFIX}watch-{jvm_pid}")
 
 
 def storage_dirs(needed_bytes: int = 0) -> list[str]:
@@ -163,14 +168,13 @@ def write(fit_id: str, partition: int, x: Rows, w: np.ndarray | None) -> Handle:
     rows, cols = x.shape
     h = Handle(socket.gethostname(), "", None, rows, cols, nnz)
     jvm = _jvm_pid()
-    from sparkml_lloyd import _reaper
-
     free: dict[str, int] = {}
     for directory in storage_dirs(h.nbytes):
         stem = os.path.join(  # a random part: no name another user could plant ahead of us
             directory, f"{PREFIX}{fit_id}-{jvm}-p{partition}-{secrets.token_hex(8)}"
         )
-        _reaper.ensure(jvm, directory)  # the files go when that JVM does, fit or no fit
+        _reaper.ensure(jvm, watch_marker(directory, jvm),  # the files go when that JVM
+                       os.path.join(directory, f"{PREFIX}*-{jvm}-p*"))  # does, fit or no fit
         w_path = None if w is None else stem + "-w.bin"
         try:
             _write_file(stem + "-x.bin", _parts(x))

@@ -1,27 +1,32 @@
-"""A watcher that deletes the block files of a JVM that has died (no Spark here).
+"""A watcher that deletes the block files of a JVM that has died (standard library only).
 
 Blocks are deleted by the fit that wrote them when it ends; this covers the owner dying
 instead (the driver or an executor killed, a notebook kernel restarted: in local mode the
 executor *is* the driver's JVM, and a driver's JVM ends with its Python). The first block a JVM
 writes on a host starts one watcher for that JVM there: a small detached process that checks
 every :data:`POLL_SECONDS` whether the JVM still runs (its pid with the same start time, so a
-reused pid does not fool it) and, once it does not, deletes that JVM's block files and ends.
-One watcher per JVM and host: a marker file ``<PREFIX>watch-<jvm pid>`` in the private block
-directory, created with ``O_EXCL``, holds the watcher's pid.
+reused pid does not fool it) and, once it does not, deletes the files matching the pattern
+:mod:`sparkml_lloyd._blockstore` gave it (that JVM's blocks) and ends. One watcher per JVM and
+directory: a marker file, created with ``O_EXCL``, holds the watcher's pid.
 
-Run as ``python -m sparkml_lloyd._reaper JVM_PID START_TIME DIRECTORY`` (by :func:`ensure`).
+The watcher runs this file as a script (``python _reaper.py JVM_PID START MARKER PATTERN``):
+it imports neither the package nor numpy, so it starts in milliseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import subprocess
 import sys
 import time
 
-from sparkml_lloyd import _blockstore as bs
-
 POLL_SECONDS = 1.0
+#: How our files are created (here and by the block store): a new file only, never an
+#: existing one, never through a symlink.
+CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(
+    os, "O_CLOEXEC", 0)
 
 
 def start_time(pid: int) -> str | None:
@@ -34,8 +39,9 @@ def start_time(pid: int) -> str | None:
         return None
 
 
-def _marker(directory: str, jvm_pid: int) -> str:
-    return os.path.join(directory, f"{bs.PREFIX}watch-{jvm_pid}")
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _watcher_alive(marker: str) -> bool:
@@ -52,47 +58,45 @@ def _watcher_alive(marker: str) -> bool:
     return start_time(pid) is not None
 
 
-def ensure(jvm_pid: int, directory: str) -> None:
-    """Start the watcher of ``jvm_pid``'s block files in ``directory`` unless one runs."""
+def ensure(jvm_pid: int, marker: str, pattern: str) -> None:
+    """Start the watcher that deletes the files matching ``pattern`` when ``jvm_pid`` ends,
+    unless the one named in ``marker`` runs."""
     started = start_time(jvm_pid)
     if started is None or jvm_pid == os.getpid():
         return  # no /proc, or no JVM above us (the blocks are this process's own)
-    marker = _marker(directory, jvm_pid)
     if os.path.exists(marker):
         if _watcher_alive(marker):
             return
-        bs._unlink(marker)  # its watcher died: take over
+        _unlink(marker)  # its watcher died: take over
     try:
-        os.close(os.open(marker, bs._CREATE, 0o600))
+        os.close(os.open(marker, CREATE_NEW, 0o600))
     except FileExistsError:
         return  # another task of this JVM got there first
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(bs.__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sparkml_lloyd._reaper", str(jvm_pid), started, directory],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+        [sys.executable, os.path.abspath(__file__), str(jvm_pid), started, marker, pattern],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        close_fds=True, start_new_session=True)
     proc.wait()  # it forks the watcher and returns at once: no zombie is left to us
 
 
-def watch(jvm_pid: int, started: str, directory: str) -> int:
-    """Wait for the JVM to end, then delete its block files; returns how many."""
-    marker = _marker(directory, jvm_pid)
+def watch(jvm_pid: int, started: str, marker: str, pattern: str) -> int:
+    """Wait for the JVM to end, then delete its files; returns how many."""
     with open(marker, "w") as f:
         f.write(str(os.getpid()))
     while start_time(jvm_pid) == started:
         time.sleep(POLL_SECONDS)
-    removed = sum(bs._unlink(p) for p in bs.block_files({jvm_pid}))
-    bs._unlink(marker)
-    return removed
+    paths = glob.glob(pattern)
+    for path in paths:
+        _unlink(path)
+    _unlink(marker)
+    return len(paths)
 
 
 def main(argv: list[str]) -> int:
-    jvm_pid, started, directory = int(argv[0]), argv[1], argv[2]
+    jvm_pid, started, marker, pattern = int(argv[0]), argv[1], argv[2], argv[3]
     if os.fork():  # the parent returns to ensure() at once; the watcher lives on, detached
         return 0
-    watch(jvm_pid, started, directory)
+    watch(jvm_pid, started, marker, pattern)
     return 0
 
 

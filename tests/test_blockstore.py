@@ -116,7 +116,7 @@ def test_the_files_of_a_jvm_go_when_it_dies_without_another_fit(monkeypatch):
     try:
         a = bs.write("reaped0", 0, np.ones((2, 2)), np.ones(2))
         b = bs.write("reaped0", 1, np.ones((2, 2)), None)
-        marker = _reaper._marker(os.path.dirname(a.x_path), jvm.pid)
+        marker = bs.watch_marker(os.path.dirname(a.x_path), jvm.pid)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not Path(marker).read_text():
             time.sleep(0.05)
