@@ -164,6 +164,13 @@ class Handle:
 
 def write(fit_id: str, partition: int, x: Rows, w: np.ndarray | None) -> Handle:
     """Write one partition's block (dense or CSR, and weights) to host-local storage."""
+    try:
+        return _write(fit_id, partition, x, w)
+    except FileNotFoundError:  # our directory was removed as it emptied (remove_empty_dirs)
+        return _write(fit_id, partition, x, w)
+
+
+def _write(fit_id: str, partition: int, x: Rows, w: np.ndarray | None) -> Handle:
     nnz = x.nnz if sp.issparse(x) else None
     rows, cols = x.shape
     h = Handle(socket.gethostname(), "", None, rows, cols, nnz)
@@ -270,8 +277,20 @@ def delete(h: Handle) -> None:
 
 
 def delete_fit(fit_id: str) -> int:
-    """Delete every file of one fit on this host; returns how many were deleted."""
-    return sum(_unlink(p) for p in _our_files(f"{fit_id}-*"))
+    """Delete every file of one fit on this host (and our directories, if that empties
+    them); returns how many files were deleted."""
+    deleted = sum(_unlink(p) for p in _our_files(f"{fit_id}-*"))
+    remove_empty_dirs()
+    return deleted
+
+
+def remove_empty_dirs() -> None:
+    """Remove our private directories that hold nothing (``rmdir`` refuses a directory
+    with files: one another fit is writing into stays)."""
+    for root in ROOTS:
+        directory = private_dir(root, create=False)
+        if directory is not None:
+            _reaper.remove_dir_if_empty(directory)
 
 
 def owner_pid(path: str) -> int | None:
@@ -331,4 +350,5 @@ def clean(include_live: bool = False) -> Cleaned:
             continue
         if _unlink(path):
             files, size = files + 1, size + nbytes
+    remove_empty_dirs()
     return Cleaned(files, size, live, dirs)

@@ -44,6 +44,12 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
+def remove_dir_if_empty(directory: str) -> None:
+    """``rmdir``: removes the directory only when nothing is in it."""
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)
+
+
 def _watcher_alive(marker: str) -> bool:
     try:
         with open(marker) as f:
@@ -89,6 +95,7 @@ def watch(jvm_pid: int, started: str, marker: str, pattern: str) -> int:
     for path in paths:
         _unlink(path)
     _unlink(marker)
+    remove_dir_if_empty(os.path.dirname(marker))  # the last one out leaves nothing behind
     return len(paths)
 
 
