@@ -97,11 +97,6 @@ def storage_dirs(needed_bytes: int = 0) -> list[str]:
     return dirs if first_has_room or len(dirs) == 1 else [*dirs[1:], dirs[0]]
 
 
-def storage_dir(needed_bytes: int = 0) -> str:
-    """The first of :func:`storage_dirs`."""
-    return storage_dirs(needed_bytes)[0]
-
-
 class NoRoom(OSError):
     """No block directory on this host had room for a block (``ENOSPC``); nothing of it is
     left. The message says how much was needed and where there was how much."""
