@@ -181,8 +181,12 @@ def _cli(folder: str, points: np.ndarray, spark: Any, url: str) -> dict[str, Any
 def long(spark: Any, copies: str, url: str) -> dict[str, Any]:
     """A fit of 320 iterations (tests/fits.py's staircase: Lloyd moves one point a step),
     its heavy point split into ``copies`` rows made on the server: several seconds, for
-    killing things in the middle of it."""
-    from pyspark.ml.functions import array_to_vector
+    killing things in the middle of it. The features are an ``array<double>`` column: a
+    vector column made on the server (``array_to_vector``) makes each executor initialise
+    Spark's ML function registry in the barrier task, and a Spark Connect executor whose
+    class fetch from the server is cut off mid-initialisation (the other executor's kill
+    fails the stage) keeps that class broken for every retry (NoClassDefFoundError), which
+    is Spark's, not the fit's; see docs/reliability.md."""
     from pyspark.sql import functions as F
 
     from sparkml_lloyd import LloydKMeans
@@ -196,7 +200,7 @@ def long(spark: Any, copies: str, url: str) -> dict[str, Any]:
                                              (row + 1).cast("int"))).otherwise(float(x[-1]))
     weight = F.when(row < steps, F.lit(1.0)).otherwise(float(w[-1]) / n)
     # one stage (a range, no union): the fit's barrier job has no other
-    df = spark.range(steps + n).select(array_to_vector(F.array(value)).alias("features"),
+    df = spark.range(steps + n).select(F.array(value).alias("features"),
                                        weight.alias("weight"))
     return _model(LloydKMeans(**STAIRCASE_PARAMS).fit(df))
 

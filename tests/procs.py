@@ -124,6 +124,15 @@ def rss_mb(pid: int) -> float:
         return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time ``pid`` has used (user + system, seconds; 0 when it is gone)."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
 def mapped_files(pid: int) -> list[str]:
     """Paths of the files ``pid`` has mapped into memory (empty when it is gone)."""
     try:

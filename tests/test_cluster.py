@@ -32,6 +32,7 @@ from pyspark.sql import SparkSession
 
 from sparkml_lloyd import LloydKMeans, LloydKMeansModel
 from sparkml_lloyd._blockstore import owner_pid
+from sparkml_lloyd._transport import CONF_LOOP_TIMEOUT, ExecutorLoop
 from tests.fits import STAIRCASE_PARAMS, STEPS, fit_result, frame
 from tests.helpers import relative_difference
 from tests.leaks import host_block_files
@@ -131,6 +132,11 @@ def serve(master_url: str) -> None:
     events = _IterationEvents()
     logging.getLogger("sparkml_lloyd").addHandler(events)
     wait_for_executors(spark.sparkContext, 2)
+    # These tests kill a process while the executor loop serves; on a loaded machine a
+    # replacement executor's first Python worker can take longer than the loop's defaults
+    # allow for its start (then the fit goes on with one job per pass and nothing serves).
+    spark.conf.set(CONF_LOOP_TIMEOUT, "90")
+    ExecutorLoop.STALL_SECONDS = 30.0
     emit("ready", pid=os.getpid(), app_id=spark.sparkContext.applicationId)
     for line in sys.stdin:
         command = json.loads(line)
@@ -263,7 +269,7 @@ def _kill_during_fit(
     finally:
         resume.touch()
     event = driver.wait_event("fit", timeout=DRIVER_TIMEOUT)
-    assert "pid" in killed, "nothing was killed"
+    assert "pid" in killed, f"nothing was killed; the fit: {event}"
     assert process(killed["pid"]) is None
     return event, killed
 

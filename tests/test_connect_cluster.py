@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -14,6 +15,20 @@ from tests import connect_client as client
 from tests.connect_server import ConnectServer
 from tests.fits import staircase
 from tests.helpers import relative_difference
+from tests.procs import cpu_seconds, python_worker_pids
+
+
+def _wait_until_python_runs(executors: list[int], timeout: float = 120.0) -> None:
+    """Until every executor's Python worker has worked a second (reading its blocks or
+    serving passes): past the tasks' start-up, which a loaded machine can stretch beyond
+    the barrier job's first seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(any(cpu_seconds(p) >= 1.0 for p in python_worker_pids([e], kind="worker"))
+               for e in executors):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the barrier tasks' Python workers did not start working")
 
 
 @pytest.mark.cluster
@@ -34,6 +49,7 @@ def test_an_executor_killed_mid_fit_gives_the_same_result(cluster):
             remote.running_barrier_job(app)
             victims = executor_pids(cluster, app)
             assert len(victims) == 2
+            _wait_until_python_runs(victims)
             os.kill(victims[0], signal.SIGKILL)
             disturbed = client.result(proc)
         finally:
