@@ -4,6 +4,7 @@
 """
 
 from sparkml_lloyd._blockstore import Cleaned, clean
+from sparkml_lloyd.choosing_k import Knee, SweepResult, SweepRow, knee, sweep
 from sparkml_lloyd.clustering import (
     IterationRecord,
     LloydKMeans,
@@ -13,6 +14,6 @@ from sparkml_lloyd.clustering import (
 
 __version__ = "0.1.0"
 __all__ = [
-    "Cleaned", "IterationRecord", "LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary",
-    "__version__", "clean",
+    "Cleaned", "IterationRecord", "Knee", "LloydKMeans", "LloydKMeansModel",
+    "LloydKMeansSummary", "SweepResult", "SweepRow", "__version__", "clean", "knee", "sweep",
 ]

@@ -58,8 +58,9 @@ def _rows(kind: str, payload: Any) -> Iterator[pa.RecordBatch]:
 
 
 def decode(rows: Iterable[Any]) -> tuple[str, Any]:
-    """The job's result, from its collected rows: ``("result", (FitResult, centers per
-    iteration or None))`` or ``("error", message)``."""
+    """The job's result, from its collected rows: ``("result", [(FitResult or the message
+    of its ValueError, centers per iteration or None) per fit])`` or ``("error", message)``
+    (the data cannot serve any fit)."""
     rows = sorted(rows, key=lambda r: r.idx)
     kinds = {r.kind for r in rows}
     if len(kinds) != 1:
@@ -67,11 +68,13 @@ def decode(rows: Iterable[Any]) -> tuple[str, Any]:
     return kinds.pop(), pickle.loads(b"".join(bytes(r.blob) for r in rows))
 
 
-def _check(found: _prepare.Findings, cfg: _fit.FitConfig, partitions: int) -> str | None:
+def _check(found: _prepare.Findings, cfgs: list[_fit.FitConfig],
+           partitions: int) -> str | None:
     """The data and memory verdicts, as the message of the ValueError, or None."""
     try:
-        _fit.check_data(found, cfg)
-        plan = _fit.memory_plan(cfg, next(iter(found.lengths)), partitions, found)
+        for cfg in cfgs:
+            _fit.check_data(found, cfg)
+        plan = _fit.memory_plan_many(cfgs, next(iter(found.lengths)), partitions, found)
         _memory.check(plan, _memory.available_bytes(), None, found.hosts,
                       socket.gethostname())
     except ValueError as exc:
@@ -79,17 +82,17 @@ def _check(found: _prepare.Findings, cfg: _fit.FitConfig, partitions: int) -> st
     return None
 
 
-def fit_task(batches: Iterable[pa.RecordBatch], cfg: _fit.FitConfig,
+def fit_task(batches: Iterable[pa.RecordBatch], cfgs: list[_fit.FitConfig],
              record_centers: bool) -> Iterator[pa.RecordBatch]:
-    """The mapInArrow body of the barrier job (see the module docstring)."""
+    """The mapInArrow body of the barrier job (see the module docstring): the fits of
+    ``cfgs`` (sharing one preparation) in the same passes."""
     from pyspark import BarrierTaskContext
 
     ctx = BarrierTaskContext.get()
     me = ctx.partitionId()
     blocks: list[tuple[K.Rows, Any]] = []
     parts = []
-    for x, w, found in _prepare.blocks_of(batches, bool(cfg.weight_col),
-                                          cfg.distance == K.COSINE, cfg.seed, cfg.k):
+    for x, w, found in _prepare.blocks_of(batches, **_fit.shared_preparation(cfgs)):
         if x.shape[0] and len(found.lengths) <= 1:
             blocks.append((x, w))
         found.hosts = _memory.Hosts.here(_prepare.block_bytes(x, w), me)
@@ -103,7 +106,7 @@ def fit_task(batches: Iterable[pa.RecordBatch], cfg: _fit.FitConfig,
     message = ""
     if me == 0:
         found = _prepare.Findings.merged(everyone)
-        problem = _check(found, cfg, len(everyone))
+        problem = _check(found, cfgs, len(everyone))
         if problem is not None:
             message = _STOP
         else:
@@ -129,20 +132,20 @@ def fit_task(batches: Iterable[pa.RecordBatch], cfg: _fit.FitConfig,
     mine = threading.Thread(target=_loop.serve, args=((host, int(port)), token, 0, compute),
                             daemon=True)
     mine.start()
-    centers_seen: list[Any] = []
+    centers_seen: list[list[Any]] = [[] for _ in cfgs]
     try:
         server.wait_for_tasks(problem=lambda: None)
         coordinator = _LoopPasses(server)
-        try:
-            result = _fit.run(coordinator, found, cfg,
-                              (lambda r, c: centers_seen.append(c)) if record_centers else None)
-        except ValueError as exc:  # the data (too few distinct points ...): the client's error
-            yield from _rows("error", str(exc))
-            return
+        callbacks = [(lambda r, c, seen=seen: seen.append(c)) if record_centers else None
+                     for seen in centers_seen]
+        results = _fit.run_many(coordinator, found, cfgs, callbacks)
     finally:
         server.close()
         mine.join(timeout=5.0)
-    yield from _rows("result", (result, centers_seen if record_centers else None))
+    # a fit the data cannot serve (too few distinct points ...) is the client's ValueError
+    yield from _rows("result", [(str(r), None) if isinstance(r, ValueError)
+                                else (r, seen if record_centers else None)
+                                for r, seen in zip(results, centers_seen, strict=True)])
 
 
 class _LoopPasses:

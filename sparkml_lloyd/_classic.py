@@ -25,7 +25,6 @@ from pyspark.sql import functions as F
 
 from sparkml_lloyd import _blockstore as blockstore
 from sparkml_lloyd import _fit, _memory, _prepare, _schema
-from sparkml_lloyd import _kernel as K
 from sparkml_lloyd._fit import Passes
 from sparkml_lloyd._transport import BlockSource, open_passes, session_jobs
 
@@ -108,6 +107,21 @@ def _check_memory(sc: Any, plan: _memory.Plan, hosts: _memory.Hosts | None) -> N
 def fit(df: DataFrame, cfg: _fit.FitConfig,
         on_iteration: _fit.IterationCallback | None = None) -> _fit.FitResult:
     """Lloyd's k-means over ``df`` on classic Spark; see the module docstring."""
+    result = fit_many(df, [cfg], [on_iteration])[0]
+    if isinstance(result, ValueError):
+        raise result
+    return result
+
+
+def fit_many(df: DataFrame, cfgs: list[_fit.FitConfig],
+             on_iteration: list[_fit.IterationCallback | None],
+             ) -> list[_fit.FitResult | ValueError]:
+    """Several fits over ``df`` from one preparation of the data, advancing in the same
+    passes (:func:`sparkml_lloyd._fit.run_many`); ``cfgs`` share
+    :func:`~sparkml_lloyd._fit.preparation_key`. A fit the data cannot serve gives its
+    ``ValueError``; problems of the data itself raise."""
+    cfg = cfgs[0]
+    prep = _fit.shared_preparation(cfgs)
     cols = list(_schema.feature_columns(df, cfg.features_col).values())
     if cfg.weight_col:
         _schema.check_weight_column(df, cfg.weight_col)
@@ -118,22 +132,22 @@ def fit(df: DataFrame, cfg: _fit.FitConfig,
     if source.rdd.getNumPartitions() > slots:
         source = source.coalesce(slots)
     partitions = source.rdd.getNumPartitions()
-    known_d = (cfg.initial_centers.shape[1] if cfg.initial_centers is not None
-               else _schema.declared_length(df, cfg.features_col))
+    known = [c.initial_centers.shape[1] for c in cfgs if c.initial_centers is not None]
+    known_d = known[0] if known else _schema.declared_length(df, cfg.features_col)
     if known_d is not None:  # the driver's share, before any job
-        _check_memory(sc, _fit.memory_plan(cfg, known_d, partitions, None), None)
-    data = Blocks(source, has_weight=bool(cfg.weight_col), cosine=cfg.distance == K.COSINE,
-                  seed=cfg.seed, sample_size=cfg.k)
+        _check_memory(sc, _fit.memory_plan_many(cfgs, known_d, partitions, None), None)
+    data = Blocks(source, **prep)
     passes: Passes | None = None
     with session_jobs(sc, df.sparkSession):  # interruptAll() reaches the passes too
         try:
             found = data.findings()
-            _fit.check_data(found, cfg)
-            plan = _fit.memory_plan(cfg, next(iter(found.lengths)), partitions, found)
+            for c in cfgs:
+                _fit.check_data(found, c)
+            plan = _fit.memory_plan_many(cfgs, next(iter(found.lengths)), partitions, found)
             _check_memory(sc, plan, found.hosts)
             logger.info("block files of this fit: %s", found.hosts.describe())
             passes = open_passes(data.source, df.sparkSession.conf.get)
-            return _fit.run(passes, found, cfg, on_iteration)
+            return _fit.run_many(passes, found, cfgs, on_iteration)
         finally:
             if passes is not None:
                 passes.close()

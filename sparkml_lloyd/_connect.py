@@ -35,13 +35,27 @@ def fit(df: DataFrame, cfg: _fit.FitConfig,
     """Lloyd's k-means over ``df`` on a Spark Connect session; see the module docstring.
     ``on_iteration`` runs after the fit, once per iteration, with the recorded centers: the
     fit runs on the executors, which cannot call back a client."""
+    result = fit_many(df, [cfg], [on_iteration])[0]
+    if isinstance(result, ValueError):
+        raise result
+    return result
+
+
+def fit_many(df: DataFrame, cfgs: list[_fit.FitConfig],
+             on_iteration: list[_fit.IterationCallback | None],
+             ) -> list[_fit.FitResult | ValueError]:
+    """Several fits (sharing :func:`~sparkml_lloyd._fit.preparation_key`) in the same
+    barrier job and the same passes; a fit the data cannot serve gives its ``ValueError``.
+    Each ``on_iteration`` runs after the job, as in :func:`fit`."""
+    cfg = cfgs[0]
     cols = list(_schema.feature_columns(df, cfg.features_col).values())
     if cfg.weight_col:
         _schema.check_weight_column(df, cfg.weight_col)
         cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
     source = df.select(*cols)
     slots = task_slots(df.sparkSession)
-    task = partial(_barrier.fit_task, cfg=cfg, record_centers=on_iteration is not None)
+    record = any(cb is not None for cb in on_iteration)
+    task = partial(_barrier.fit_task, cfgs=cfgs, record_centers=record)
 
     def run(rows: DataFrame) -> list[Any]:
         # The barrier stage ends in a (tiny) shuffle: Spark reruns a failed barrier
@@ -61,8 +75,13 @@ def fit(df: DataFrame, cfg: _fit.FitConfig,
     kind, payload = _barrier.decode(rows)
     if kind == "error":
         raise ValueError(payload)
-    result, centers = payload
-    if on_iteration is not None:
-        for record, c in zip(result.iterations, centers, strict=True):
-            on_iteration(record, c)
-    return result
+    results: list[_fit.FitResult | ValueError] = []
+    for (result, centers), callback in zip(payload, on_iteration, strict=True):
+        if isinstance(result, str):
+            results.append(ValueError(result))
+            continue
+        if callback is not None:
+            for record, c in zip(result.iterations, centers, strict=True):
+                callback(record, c)
+        results.append(result)
+    return results

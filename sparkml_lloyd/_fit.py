@@ -5,6 +5,12 @@ pass function of :mod:`sparkml_lloyd._passes` on every partition and returns the
 results in order) and the preparation pass's :class:`~sparkml_lloyd._prepare.Findings`. How
 the passes reach the blocks (the executor loop, one Spark job per pass, another backend) is
 the transport's business; the numbers are the same either way.
+
+A fit is written as a generator of passes (:func:`steps`): it yields each pass it needs as a
+``(function, centers, kwargs)`` request and is sent the partitions' results.
+:func:`run_many` drives one fit, or several over the same data together: their pending
+passes served by one :func:`~sparkml_lloyd._passes.many_pass` (a fit that converges drops
+out). Each fit computes exactly what it would alone.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +34,8 @@ logger = logging.getLogger("sparkml_lloyd")
 
 #: What a live observer of a fit gets after every iteration: the record and the new centers.
 IterationCallback = Callable[[IterationRecord, np.ndarray], None]
+#: A fit as a generator of passes: yields requests, is sent each pass's partition results.
+Steps = Generator[_passes.Request, list[Any], Any]
 
 
 class Passes(Protocol):
@@ -115,16 +123,92 @@ def memory_plan(cfg: FitConfig, d: int, partitions: int,
                         results=results)
 
 
-def run(passes: Passes, found: Findings, cfg: FitConfig,
-        on_iteration: IterationCallback | None = None) -> FitResult:
-    """Initial centers, then Lloyd iterations until every center moves ``<= tol`` or
+def memory_plan_many(cfgs: list[FitConfig], d: int, partitions: int,
+                     found: Findings | None) -> _memory.Plan:
+    """The sizes of several fits advancing together: their centers, candidates and pass
+    results add up (the per-pass temporaries too, an overestimate: the fits take turns)."""
+    plans = [memory_plan(cfg, d, partitions, found) for cfg in cfgs]
+    return _memory.Plan(k=sum(p.k for p in plans), d=d,
+                        candidates=sum(p.candidates for p in plans),
+                        chunk_rows=K.CHUNK_ROWS, results=sum(p.results for p in plans))
+
+
+def shared_preparation(cfgs: list[FitConfig]) -> dict[str, Any]:
+    """What the data's preparation takes from the configs of fits that share it; they must
+    agree on the columns, the distance and the seed (the seeding sample's keys). The sample
+    is that of the largest k: the sample of a smaller k is its prefix
+    (:func:`sparkml_lloyd._seeding.lowest_keys`)."""
+    keys = {preparation_key(cfg) for cfg in cfgs}
+    if len(keys) != 1:
+        raise ValueError(f"fits sharing one preparation differ in {sorted(keys)}")
+    cfg = cfgs[0]
+    return {"has_weight": bool(cfg.weight_col), "cosine": cfg.distance == K.COSINE,
+            "seed": cfg.seed, "sample_size": max(c.k for c in cfgs)}
+
+
+def preparation_key(cfg: FitConfig) -> tuple[Any, ...]:
+    """The params that shape the prepared data: fits equal in these share one preparation."""
+    return (cfg.features_col, cfg.weight_col, cfg.distance, cfg.seed)
+
+
+def run_many(passes: Passes, found: Findings, cfgs: list[FitConfig],
+             on_iteration: list[IterationCallback | None] | None = None,
+             ) -> list[FitResult | ValueError]:
+    """Fits over the same data, together: every round, the pending pass of each fit still
+    running, in one :func:`~sparkml_lloyd._passes.many_pass` (one pass alone goes as
+    itself: one fit runs its passes one after another). Each fit's result is what it
+    computes alone; a fit the data cannot serve (a
+    ``ValueError``: fewer distinct points than its k) gives its error and the others go on.
+    Call :func:`check_data` for every config first."""
+    callbacks = on_iteration or [None] * len(cfgs)
+    fits = [steps(found, cfg, cb) for cfg, cb in zip(cfgs, callbacks, strict=True)]
+    results: list[FitResult | ValueError | None] = [None] * len(fits)
+    pending: dict[int, _passes.Request] = {}
+
+    def advance(i: int, sent: list[Any] | None) -> None:
+        try:
+            pending[i] = next(fits[i]) if sent is None else fits[i].send(sent)
+        except StopIteration as done:
+            results[i] = done.value
+            pending.pop(i, None)
+        except ValueError as exc:
+            results[i] = exc
+            pending.pop(i, None)
+
+    for i in range(len(fits)):
+        advance(i, None)
+    backwards = False
+    while pending:
+        order = sorted(pending)
+        if len(order) == 1:
+            fn, centers, kwargs = pending[order[0]]
+            answers = [passes.run(fn, centers, **kwargs)]
+        else:
+            per_partition = passes.run(_passes.many_pass, [pending[i] for i in order],
+                                       backwards=backwards)
+            answers = [list(part) for part in zip(*per_partition, strict=True)]
+            backwards = not backwards
+        for i, answer in zip(order, answers, strict=True):
+            advance(i, answer)
+    return [r for r in results if r is not None]
+
+
+def _pass(fn: Callable[..., Any], centers: Any, **kwargs: Any) -> Steps:
+    """One pass of a fit: the partitions' results, in partition order."""
+    return (yield (fn, centers, kwargs))
+
+
+def steps(found: Findings, cfg: FitConfig,
+          on_iteration: IterationCallback | None = None) -> Steps:
+    """The fit as a generator of passes (its return value is the :class:`FitResult`).
+    Initial centers, then Lloyd iterations until every center moves ``<= tol`` or
     ``maxIter`` iterations ran. The pass after the last update measures the final centers
     (cost and sizes of what ``transform`` assigns); when nothing moved, the last pass already
-    did and no further pass runs. Call :func:`check_data` first."""
+    did and no further pass runs."""
     d = next(iter(found.lengths))
-    centers = initial_centers(passes, found, cfg)
+    centers = yield from initial_centers(found, cfg)
     started = time.perf_counter()
-    stats = _assign(passes, centers, cfg, d, backwards=False)
+    stats = yield from _assign(centers, cfg, d, backwards=False)
     cost_history = [stats.cost]
     records: list[IterationRecord] = []
     converged = False
@@ -146,7 +230,7 @@ def run(passes: Passes, found: Findings, cfg: FitConfig,
             break
         centers = new
         # This pass measures the new centers and gives the sums for the next update.
-        stats = _assign(passes, centers, cfg, d, backwards=len(records) % 2 == 1)
+        stats = yield from _assign(centers, cfg, d, backwards=len(records) % 2 == 1)
         cost_history.append(stats.cost)
         if converged:
             break
@@ -158,20 +242,20 @@ def run(passes: Passes, found: Findings, cfg: FitConfig,
                      converged=converged)
 
 
-def _assign(passes: Passes, centers: np.ndarray, cfg: FitConfig, d: int,
-            backwards: bool) -> K.BlockStats:
-    parts = passes.run(_passes.stats_pass, centers, distance=cfg.distance, backwards=backwards)
+def _assign(centers: np.ndarray, cfg: FitConfig, d: int, backwards: bool) -> Steps:
+    parts = yield from _pass(_passes.stats_pass, centers, distance=cfg.distance,
+                             backwards=backwards)
     return K.merge_stats(parts, centers.shape[0], d)
 
 
-def initial_centers(passes: Passes, found: Findings, cfg: FitConfig) -> np.ndarray:
+def initial_centers(found: Findings, cfg: FitConfig) -> Steps:
     """``initialCenters`` as given, else the ``initMode`` seeding."""
     if cfg.initial_centers is not None:
         c = cfg.initial_centers
         return K.normalize_rows(c) if cfg.distance == K.COSINE else c.copy()
     if cfg.init_mode == "random":
-        return _init_random(passes, found, cfg)
-    return _init_kmeans_parallel(passes, found, cfg)
+        return (yield from _init_random(found, cfg))
+    return (yield from _init_kmeans_parallel(found, cfg))
 
 
 def _too_few_distinct(found: int, k: int) -> ValueError:
@@ -181,11 +265,12 @@ def _too_few_distinct(found: int, k: int) -> ValueError:
     )
 
 
-def _fill_to_k(passes: Passes, centers: np.ndarray, cfg: FitConfig) -> np.ndarray:
+def _fill_to_k(centers: np.ndarray, cfg: FitConfig) -> Steps:
     """Add distinct data points (lowest keys first) until there are k centers."""
     while centers.shape[0] < cfg.k:
-        found = [f for part in passes.run(_passes.topup_pass, centers, distance=cfg.distance,
-                                          seed=cfg.seed, m=cfg.k) for f in part]
+        parts = yield from _pass(_passes.topup_pass, centers, distance=cfg.distance,
+                                 seed=cfg.seed, m=cfg.k)
+        found = [f for part in parts for f in part]
         if not found:
             raise _too_few_distinct(centers.shape[0], cfg.k)
         x, _keys = S.distinct_rows(S.stack_rows([f[0] for f in found]),
@@ -194,42 +279,39 @@ def _fill_to_k(passes: Passes, centers: np.ndarray, cfg: FitConfig) -> np.ndarra
     return S.to_dense(centers)
 
 
-def _init_random(passes: Passes, found: Findings, cfg: FitConfig) -> np.ndarray:
+def _init_random(found: Findings, cfg: FitConfig) -> Steps:
     """k distinct points with the smallest content keys: a uniform sample, seeded."""
     x, _ = S.distinct_rows(S.stack_rows(found.sample_x), np.concatenate(found.sample_keys))
-    return _fill_to_k(passes, x[: cfg.k], cfg)
+    return (yield from _fill_to_k(x[: cfg.k], cfg))
 
 
-def _init_kmeans_parallel(passes: Passes, found: Findings, cfg: FitConfig) -> np.ndarray:
+def _init_kmeans_parallel(found: Findings, cfg: FitConfig) -> Steps:
     """k-means|| (Bahmani et al.) as in Spark: a random first center, ``initSteps`` rounds
     sampling about 2k points with probability proportional to weight x cost, then weighted
     k-means++ and 30 local Lloyd iterations on the candidates."""
     sx, sk = S.stack_rows(found.sample_x), np.concatenate(found.sample_keys)
     candidates = sx[[int(np.argmin(sk))]]
     for step in range(cfg.init_steps):
-        total = sum(passes.run(_passes.cost_pass, candidates, distance=cfg.distance))
+        total = sum((yield from _pass(_passes.cost_pass, candidates, distance=cfg.distance)))
         if total <= 0:
             break
-        chosen = [c for part in passes.run(_passes.sample_pass, candidates,
-                                           distance=cfg.distance, seed=cfg.seed,
-                                           stream=step + 1, factor=2.0 * cfg.k / total)
-                  for c in part]
+        parts = yield from _pass(_passes.sample_pass, candidates, distance=cfg.distance,
+                                 seed=cfg.seed, stream=step + 1, factor=2.0 * cfg.k / total)
+        chosen = [c for part in parts for c in part]
         if chosen:
             new, _ = S.distinct_rows(S.stack_rows([c[0] for c in chosen]),
                                      np.concatenate([c[1] for c in chosen]))
             candidates = S.stack_rows([candidates, new])
     candidates = S.unique_rows(candidates)  # sorted: independent of partition order
     if candidates.shape[0] <= cfg.k:
-        return _fill_to_k(passes, candidates, cfg)
-    stats = K.merge_stats(
-        passes.run(_passes.stats_pass, candidates, distance=cfg.distance),
-        candidates.shape[0], candidates.shape[1],
-    )
+        return (yield from _fill_to_k(candidates, cfg))
+    parts = yield from _pass(_passes.stats_pass, candidates, distance=cfg.distance)
+    stats = K.merge_stats(parts, candidates.shape[0], candidates.shape[1])
     weights = stats.weights
     keep = weights > 0
     candidates, weights = candidates[keep], weights[keep]
     if candidates.shape[0] <= cfg.k:
-        return _fill_to_k(passes, candidates, cfg)
+        return (yield from _fill_to_k(candidates, cfg))
     rng = np.random.default_rng(cfg.seed & 0xFFFFFFFFFFFFFFFF)
     start = S.to_dense(S.kmeans_plus_plus(candidates, weights, cfg.k, rng, cfg.distance))
     centers, _ = K.lloyd(candidates, start, 30, 0.0, weights, cfg.distance)

@@ -75,10 +75,20 @@ def row_keys(x: Rows, seed: int, stream: int) -> np.ndarray:
 
 
 def lowest_keys(x: Rows, keys: np.ndarray, m: int) -> tuple[Rows, np.ndarray]:
-    """The ``m`` rows with the smallest keys (ascending), as new arrays."""
-    idx = np.argpartition(keys, m)[:m] if len(keys) > m else np.arange(len(keys))
-    idx = idx[np.argsort(keys[idx], kind="stable")]
-    return x[idx].copy(), keys[idx].copy()
+    """The ``m`` distinct rows with the smallest keys (ascending), as new arrays.
+
+    Equal rows have equal keys, so copies of a row sit side by side in key order and count
+    once: the ``m`` kept are those a search of all the rows would find, whatever ``m`` (a
+    larger ``m`` keeps a superset). A fit's seeding sample is the same rows for ``k`` as a
+    prefix of the sample for any larger ``k``."""
+    take = m
+    while True:
+        idx = np.argpartition(keys, take)[:take] if len(keys) > take else np.arange(len(keys))
+        idx = idx[np.argsort(keys[idx], kind="stable")]
+        sx, sk = distinct_rows(x[idx], keys[idx])
+        if sx.shape[0] >= m or len(idx) == len(keys):
+            return sx[:m], sk[:m]
+        take *= 4
 
 
 def stack_rows(parts: list[Rows]) -> Rows:

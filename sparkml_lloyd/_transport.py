@@ -43,7 +43,10 @@ Block = tuple[Any, "np.ndarray | None"]
 
 
 def as_rows(centers: Any) -> Any:
-    """A pass's array argument as it travels: contiguous float64, or a CSR matrix as it is."""
+    """A pass's array argument as it travels: contiguous float64, or a CSR matrix as it is;
+    for :func:`~sparkml_lloyd._passes.many_pass`, its list of requests, each one's so."""
+    if isinstance(centers, list):
+        return [(fn, as_rows(c), kw) for fn, c, kw in centers]
     return centers if sp.issparse(centers) else np.ascontiguousarray(centers, dtype=np.float64)
 
 
@@ -140,7 +143,7 @@ class JobPerPass:
     def __init__(self, source: BlockSource) -> None:
         self.source = source
 
-    def run(self, fn: Callable[..., Any], centers: np.ndarray, **kwargs: Any) -> list[Any]:
+    def run(self, fn: Callable[..., Any], centers: Any, **kwargs: Any) -> list[Any]:
         """Broadcast ``centers``, run ``fn`` on every partition's blocks, collect (in partition
         order), destroy the broadcast. A partition whose blocks are not on the task's host
         is recomputed from the lineage."""
@@ -259,7 +262,7 @@ class ExecutorLoop:
             return 0
         return pending
 
-    def run(self, fn: Callable[..., Any], centers: np.ndarray, **kwargs: Any) -> list[Any]:
+    def run(self, fn: Callable[..., Any], centers: Any, **kwargs: Any) -> list[Any]:
         """One pass of ``fn`` at ``centers``: every partition's result, in partition order."""
         centers = as_rows(centers)
         if self.cancelled is not None:  # the tasks may still answer: Spark only marks them

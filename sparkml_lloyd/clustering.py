@@ -8,6 +8,7 @@ Thin classes (see docs/design.md for the module map): Params and their checks ar
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from sparkml_lloyd import (
     _classic,
     _connect,
     _fit,
+    _multi,
     _persistence,
     _predict,
     _predict_arrow,
@@ -32,6 +34,14 @@ from sparkml_lloyd._persistence import AtomicWriter, CheckedReader
 from sparkml_lloyd._summary import IterationRecord, LloydKMeansSummary
 
 __all__ = ["IterationRecord", "LloydKMeans", "LloydKMeansModel", "LloydKMeansSummary"]
+
+#: A param map as pyspark.ml passes them (``{param: value}``).
+ParamMap = dict[Any, Any]
+
+
+def _backend(dataset: DataFrame) -> Any:
+    """The fit's backend for ``dataset``'s session: classic Spark or Spark Connect."""
+    return _classic if _catalyst.available(dataset) else _connect
 
 
 class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable, MLReadable):
@@ -199,8 +209,45 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         )
 
     def _fit(self, dataset: DataFrame) -> LloydKMeansModel:
-        backend = _classic if _catalyst.available(dataset) else _connect
-        result = backend.fit(dataset, self._config(), getattr(self, "_iteration_callback", None))
+        result = _backend(dataset).fit(dataset, self._config(),
+                                       getattr(self, "_iteration_callback", None))
+        return self._model(result, dataset)
+
+    def fitMultiple(
+        self, dataset: DataFrame, paramMaps: Sequence[ParamMap]
+    ) -> Iterator[tuple[int, LloydKMeansModel]]:
+        """One model per param map, fitted together: the data is prepared once (per distinct
+        featuresCol, weightCol, distanceMeasure and seed) and every model still iterating
+        advances in the same passes over it. Each model equals ``fit(dataset, paramMap)``'s.
+
+        The pyspark contract: an iterator of ``(index, model)``, safe to share between
+        threads (``CrossValidator``, ``TrainValidationSplit`` and ``fit(dataset, [maps])``
+        call it); every param map is checked first, the fits run on the first ``next``.
+
+        >>> from sparkml_lloyd import LloydKMeans
+        >>> from pyspark.ml.linalg import Vectors
+        >>> df = spark.createDataFrame(
+        ...     [(Vectors.dense([x]),) for x in (0., 1., 10., 11., 20., 21.)], ["features"])
+        >>> km = LloydKMeans(seed=1)
+        >>> models = dict(km.fitMultiple(df, [{km.k: 2}, {km.k: 3}]))
+        >>> [len(models[i].clusterCenters()) for i in (0, 1)]
+        [2, 3]
+        >>> models[1].summary.trainingCost
+        1.5
+        """
+        estimators = [self.copy(dict(m)) for m in paramMaps]
+        cfgs = [e._config() for e in estimators]  # every param map checked before any job
+        callbacks = [getattr(e, "_iteration_callback", None) for e in estimators]
+
+        def fit_all() -> list[LloydKMeansModel | ValueError]:
+            results = _multi.fit_groups(_backend(dataset).fit_many, dataset, cfgs, callbacks)
+            return [r if isinstance(r, ValueError) else e._model(r, dataset)
+                    for e, r in zip(estimators, results, strict=True)]
+
+        return _multi.FitMultipleIterator(fit_all, len(estimators))
+
+    def _model(self, result: _fit.FitResult, dataset: DataFrame) -> LloydKMeansModel:
+        """The model of a fit's result, with this estimator's params and the summary."""
         model = LloydKMeansModel(result.centers)
         model._resetUid(self.uid)
         self._copyValues(model)
