@@ -24,7 +24,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from sparkml_lloyd.cli import commands, files
+from sparkml_lloyd.cli import commands, files, sweep
 from sparkml_lloyd.cli.arguments import DEFAULT_MASTER, PROG, build_parser, split_bench
 from sparkml_lloyd.cli.bench import find_bench_runner, run_bench
 from sparkml_lloyd.cli.errors import CliError, UsageError, describe_error
@@ -34,7 +34,7 @@ __all__ = ["CliError", "UsageError", "build_parser", "describe_error", "find_ben
            "main", "split_bench"]
 
 _COMMANDS = {"fit": commands.fit, "predict": commands.predict, "demo": commands.demo,
-             "clean": commands.clean}
+             "clean": commands.clean, "sweep": sweep.sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

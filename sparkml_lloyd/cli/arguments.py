@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         "system is one CSV file with a header (on a cluster file system, a folder of one "
         "part file); a .parquet OUTPUT is a Parquet folder.",
     ))
+    _add_sweep(sub.add_parser(
+        "sweep", parents=[common], help="fit a range of k; cost, silhouette, a suggested k",
+        description="Fit LloydKMeans on INPUT for every k of --k, all models in the same "
+        "passes over the data; print cost (the elbow), silhouette (Spark's "
+        "ClusteringEvaluator on a seeded sample), iterations per k and the k at the knee "
+        "of the cost curve, or that there is no clear knee; write sweep.csv and sweep.png "
+        "to --out.",
+    ))
     demo = sub.add_parser(
         "demo", parents=[common], help="run the original Spark k-means walkthrough",
         description="Reproduce the walkthrough (1,500 make_blobs points, the first 3 as "
@@ -126,6 +134,51 @@ def _add_fit(fit: argparse.ArgumentParser) -> None:
                      help="a CSV file with a header line (.csv; types are inferred) or a "
                      "Parquet file or folder (.parquet, .pq)")
     fit.add_argument("--k", type=int, required=True, help="number of clusters (> 1)")
+    _add_model_options(fit)
+    fit.add_argument("--model-out", required=True, metavar="DIR",
+                     help="folder to save the fitted PipelineModel to")
+    fit.add_argument("--overwrite", action="store_true",
+                     help="replace --model-out if it exists")
+
+
+def _add_sweep(sweep: argparse.ArgumentParser) -> None:
+    sweep.add_argument("input", metavar="INPUT",
+                       help="a CSV file with a header line (.csv) or a Parquet file or "
+                       "folder (.parquet, .pq)")
+    add_sweep_arguments(sweep)
+    _add_model_options(sweep)
+
+
+def k_range(text: str) -> list[int]:
+    """``--k``: ``LO:HI`` (both included) or a comma list, every k at least 2."""
+    try:
+        if ":" in text:
+            lo, hi = (int(v) for v in text.split(":"))
+            ks = list(range(lo, hi + 1))
+        else:
+            ks = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give LO:HI (e.g. 2:20) or a list (e.g. 2,4,8)") from None
+    if len(ks) < 1 or min(ks) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: every k must be at least 2")
+    return sorted(set(ks))
+
+
+def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
+    """The ``sweep`` command's own options (the fit options it shares are the caller's)."""
+    sweep.add_argument("--k", type=k_range, required=True, metavar="LO:HI",
+                       help="the values of k: LO:HI (both included) or a list, e.g. 2:20")
+    sweep.add_argument("--silhouette-sample", type=int, default=10_000, metavar="N",
+                       help="rows of the seeded sample the silhouette is computed on "
+                       "(default 10000; all rows when there are fewer)")
+    sweep.add_argument("--out", required=True, metavar="DIR",
+                       help="folder for sweep.csv (a row per k) and sweep.png (cost and "
+                       "silhouette against k; needs matplotlib)")
+
+
+def _add_model_options(fit: argparse.ArgumentParser) -> None:
+    """The LloydKMeans options ``fit`` and ``sweep`` share."""
     fit.add_argument("--features", type=_columns, metavar="COL[,COL...]",
                      help="feature columns (default: every numeric column except the "
                      "weight column)")
@@ -146,10 +199,6 @@ def _add_fit(fit: argparse.ArgumentParser) -> None:
                      "cosine): 'error' stops the fit (default), 'skip' and 'keep' leave "
                      "them out of it; the saved model then drops them ('skip') or gives "
                      "them an empty prediction ('keep') in 'predict'")
-    fit.add_argument("--model-out", required=True, metavar="DIR",
-                     help="folder to save the fitted PipelineModel to")
-    fit.add_argument("--overwrite", action="store_true",
-                     help="replace --model-out if it exists")
 
 
 def _add_predict(predict: argparse.ArgumentParser) -> None:

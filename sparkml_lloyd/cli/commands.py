@@ -33,27 +33,13 @@ def fit(args: argparse.Namespace, spark: CommandSession) -> int:
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import VectorAssembler
 
-    from sparkml_lloyd import LloydKMeans
-    from sparkml_lloyd._params import validate
-
-    estimator = LloydKMeans(
-        k=args.k, maxIter=args.max_iter, tol=args.tol, initMode=args.init,
-        distanceMeasure=args.distance, handleInvalid=args.handle_invalid,
-    )
-    if args.seed is not None:
-        estimator.setSeed(args.seed)
-    if args.weight_col:
-        estimator.setWeightCol(args.weight_col)
-    try:
-        validate(estimator)
-    except ValueError as e:  # a wrong value: a usage error, found before Spark starts
-        raise UsageError(str(e)) from None
+    estimator = estimator_of(args, args.k)
     fmt = files.check_input(args.input)
     files.check_absent(args.model_out, args.overwrite, "--model-out")
 
     df = files.read(spark.get(), args.input, fmt)
-    features = _feature_columns(df, args.features, args.weight_col, f"input {args.input!r}")
-    vector_col = _free_name(df.columns, "features")
+    features = feature_columns(df, args.features, args.weight_col, f"input {args.input!r}")
+    vector_col = free_name(df.columns, "features")
     # "keep": a null or NaN feature becomes NaN in the vector, and LloydKMeans's row rule
     # (handleInvalid) decides about the row, in fit and in predict.
     assembler = VectorAssembler(inputCols=features, outputCol=vector_col, handleInvalid="keep")
@@ -84,6 +70,27 @@ def fit(args: argparse.Namespace, spark: CommandSession) -> int:
     return 0
 
 
+def estimator_of(args: argparse.Namespace, k: int) -> Any:
+    """The LloydKMeans of the shared model options (``fit``, ``sweep``), checked before
+    Spark starts: a wrong value is a usage error."""
+    from sparkml_lloyd import LloydKMeans
+    from sparkml_lloyd._params import validate
+
+    estimator = LloydKMeans(
+        k=k, maxIter=args.max_iter, tol=args.tol, initMode=args.init,
+        distanceMeasure=args.distance, handleInvalid=args.handle_invalid,
+    )
+    if args.seed is not None:
+        estimator.setSeed(args.seed)
+    if args.weight_col:
+        estimator.setWeightCol(args.weight_col)
+    try:
+        validate(estimator)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return estimator
+
+
 def _print_iteration(record: IterationRecord, centers: np.ndarray) -> None:
     """The fit's iteration callback: one line per iteration."""
     print(record, flush=True)
@@ -100,7 +107,7 @@ def _rows_used(df: DataFrame, used: int, handle_invalid: str) -> str:
             f"row{'s' if left_out > 1 else ''} left out: --handle-invalid {handle_invalid})")
 
 
-def _feature_columns(df: DataFrame, requested: list[str] | None, weight: str | None,
+def feature_columns(df: DataFrame, requested: list[str] | None, weight: str | None,
                      source: str) -> list[str]:
     """``--features`` checked against ``df``, or every numeric column but ``weight``."""
     from pyspark.sql import types as T
@@ -138,7 +145,7 @@ def _feature_columns(df: DataFrame, requested: list[str] | None, weight: str | N
     return requested
 
 
-def _free_name(columns: Sequence[str], name: str) -> str:
+def free_name(columns: Sequence[str], name: str) -> str:
     candidate, i = name, 0
     while candidate in columns:
         i += 1
