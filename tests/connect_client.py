@@ -105,6 +105,13 @@ def fits() -> dict[str, Any]:
     }
 
 
+def many() -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """The ``api`` scenario's fitMultiple: frame, shared params, param maps (by name)."""
+    return "blobs", {"seed": 5, "maxIter": 30, "weightCol": "weight"}, [
+        {"k": 3}, {"k": 4, "initMode": "random"}, {"k": 5, "tol": 0.5},
+        {"k": 4, "distanceMeasure": "cosine"}, {"k": 6, "maxIter": 3}]
+
+
 def api(spark: Any, folder: str, url: str) -> dict[str, Any]:
     from pyspark.ml import Pipeline, PipelineModel
     from pyspark.ml.evaluation import ClusteringEvaluator
@@ -148,6 +155,16 @@ def api(spark: Any, folder: str, url: str) -> dict[str, Any]:
     cv = CrossValidator(estimator=km, estimatorParamMaps=grid, evaluator=ClusteringEvaluator(),
                         numFolds=2, seed=3).fit(df["walk"])
     out["cross validation"] = {"k": cv.bestModel.getK(), "metrics": list(cv.avgMetrics)}
+    frame, shared, maps = many()
+    est = LloydKMeans(**shared)
+    fitted = dict(est.fitMultiple(df[frame], [{est.getParam(n): v for n, v in m.items()}
+                                              for m in maps]))
+    out["fit multiple"] = [_model(fitted[i]) for i in range(len(maps))]
+    from sparkml_lloyd import sweep
+
+    swept = sweep(df["walk"], range(2, 7), estimator=LloydKMeans(seed=1))
+    out["sweep"] = {"k": swept.suggested_k, "costs": [r.cost for r in swept.rows],
+                    "silhouettes": [r.silhouette for r in swept.rows]}
     out["cli"] = _cli(folder, d["walk"], spark, url)
     bad = spark.createDataFrame([(Vectors.dense([0.0, 1.0]),), (Vectors.dense([np.nan, 1.0]),),
                                  (Vectors.dense([5.0, 5.0]),)], ["features"])

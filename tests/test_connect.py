@@ -84,6 +84,26 @@ def test_save_load_pipeline_and_cross_validation(api):
     assert len(api["cross validation"]["metrics"]) == 3
 
 
+def test_fit_multiple_and_the_sweep_equal_the_classic_fits(spark, api):
+    """fitMultiple on Connect (the models in one barrier job): each model equals the classic
+    single fit of its param map; the sweep of the walkthrough finds k=3 with the classic
+    sweep's costs and silhouettes."""
+    from sparkml_lloyd import sweep
+
+    frames = client.frames(spark, client.data())
+    frame, shared, maps = client.many()
+    for ours, params in zip(api["fit multiple"], maps, strict=True):
+        theirs = LloydKMeans(**{**shared, **params}).fit(frames[frame])
+        assert relative_difference(ours["centers"], theirs.clusterCenters()) <= 1e-12
+        assert ours["numIter"] == theirs.summary.numIter
+        assert ours["costHistory"] == pytest.approx(theirs.summary.costHistory, rel=1e-12)
+    classic = sweep(frames["walk"], range(2, 7), estimator=LloydKMeans(seed=1))
+    assert api["sweep"]["k"] == classic.suggested_k == 3
+    assert api["sweep"]["costs"] == pytest.approx([r.cost for r in classic.rows], rel=1e-12)
+    assert api["sweep"]["silhouettes"] == pytest.approx(
+        [r.silhouette for r in classic.rows], rel=1e-9)
+
+
 def test_the_command_line_with_remote(api):
     """sparkml-lloyd fit/predict --remote: the walkthrough's points, three clusters of 500."""
     assert api["cli"] == {"status": [0, 0], "rows": 1500, "sizes": [500, 500, 500]}
