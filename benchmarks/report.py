@@ -2,10 +2,11 @@
 the pass/fail verdict of every performance target, all computed from a result record alone,
 so ``--report-only RESULT.json`` regenerates them without running anything.
 
-The page's sections are about the dense cells; a record with sparse cells also gets the
-*Sparse features* section and its targets from :mod:`benchmarks.report_sparse`, a record with
-cells measured on a Spark Connect server the *Spark Connect* section from
-:mod:`benchmarks.report_connect`.
+The page's sections are about the dense cells (a real run's page also shows the newest real
+run of ``benchmarks/choosing_k.py``: :mod:`benchmarks.report_choosing_k`); a record with
+sparse cells also gets the *Sparse features* section and its targets from
+:mod:`benchmarks.report_sparse`, a record with cells measured on a Spark Connect server the
+*Spark Connect* section from :mod:`benchmarks.report_connect`.
 """
 
 from __future__ import annotations
@@ -760,6 +761,10 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
         lines += _memory_section(record)
     lines += sparse
     lines += connect
+    if not record.get("smoke"):  # the newest real run of benchmarks/choosing_k.py
+        from benchmarks import report_choosing_k
+
+        lines += report_choosing_k.section(report_choosing_k.newest())
     lines += _skipped_section(record)
     lines += _environment_section(record, json_path)
     lines += [REPRODUCE]
@@ -868,13 +873,19 @@ def render_plot(record: dict[str, Any], path: Path) -> Path:
 def write_report(record: dict[str, Any], docs_dir: Path,
                  json_path: Path | None = None) -> tuple[Path, Path]:
     """Write ``benchmarks.md`` and ``images/benchmarks.png`` under ``docs_dir`` (and, for a
-    record with dense and sparse cells, the sparse cells' ``images/benchmarks_sparse.png``)."""
+    record with dense and sparse cells, the sparse cells' ``images/benchmarks_sparse.png``;
+    for a real run, the choosing-k plot of :mod:`benchmarks.report_choosing_k`)."""
     from benchmarks import report_sparse  # it builds on this module
 
     docs_dir = Path(docs_dir)
     png = render_plot(record, docs_dir / "images" / "benchmarks.png")
     if _cells(record) and report_sparse.sparse_cells(record):
         render_plot(report_sparse.view(record), docs_dir / report_sparse.IMAGE)
+    if not record.get("smoke"):
+        from benchmarks import report_choosing_k
+
+        report_choosing_k.render_plot(report_choosing_k.newest(),
+                                      docs_dir / report_choosing_k.IMAGE)
     md = docs_dir / "benchmarks.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(render_markdown(record, json_path) + "\n")

@@ -124,3 +124,35 @@ def test_the_sweep_command_checks_k_before_spark(tmp_path):
     result = run_main("sweep", tmp_path / "x.csv", "--k", "1:5", "--out", tmp_path)
     assert result.returncode == 2
     assert "every k must be at least 2" in result.stderr
+
+
+def test_the_benchmark_at_smoke_size(spark, tmp_path):
+    """benchmarks/choosing_k.py's measurements on tiny data (CI runs benchmarks only at smoke
+    size): every side ran every k, fitMultiple's models equal the single fits, and the page
+    section shows the rows and verdicts."""
+    import json
+
+    from benchmarks import choosing_k, datagen, report_choosing_k
+    from benchmarks.grid import Cell
+
+    spec = {**choosing_k.SMOKE, "n": 4000, "max_iter": 3, "ks": [2, 3]}
+    data = datagen.generate(spark, Cell(spec["n"], spec["d"], spec["groups"]), 42, 2)
+    try:
+        swept = choosing_k.sweep_rows(spark, data.df, spec, 42)
+        cv = choosing_k.cv_rows(data.df, {**spec, "cv_ks": [3], "folds": 2}, 42)
+    finally:
+        data.unpersist()
+    assert swept["centers_vs_single_fits"] <= 1e-12 and swept["same_iterations"]
+    assert swept["ours_iterations"] == [3] * len(spec["ks"])  # tol=0: every fit runs maxIter
+    assert swept["spark_iterations"] == [3] * len(spec["ks"])
+    assert cv["ratio"] == cv["ours_seconds"] / cv["spark_kmeans_seconds"]
+    assert len(cv["ours_metrics"]) == len(cv["spark_kmeans_metrics"]) == 1
+    record = {"spec": spec, "sweep": swept, "cross_validator": cv, "environment": {
+        "git": {"commit": "0" * 40}, "machine": {"cpu_model": "cpu", "nproc": 2},
+        "versions": {"pyspark": "4"}, "jvm_blas": {"used": "JavaBLAS"}}}
+    path = tmp_path / "choosing-k-20990101T000000Z.json"
+    path.write_text(json.dumps(record))
+    lines = report_choosing_k.section(report_choosing_k.newest(tmp_path))
+    text = "\n".join(lines)
+    assert "## Choosing k" in text and f"{swept['ratio_vs_spark']:.2f}x" in text
+    assert report_choosing_k.render_plot((path, record), tmp_path / "plot.png").stat().st_size
