@@ -8,7 +8,8 @@ Each line gets a venv under ``.matrix/<line>/`` (gitignored) with this checkout 
 editable with its ``dev`` extra and the line's pins (:data:`LINES`); a venv is reused while its
 pins and ``pyproject.toml`` are unchanged, so a rerun only runs tests. On each line the
 :data:`MATRIX_TESTS` run (oracles, persistence, both transform paths and the row rule, the
-error contract, the estimator's params, the command line, the demo); the full suite stays on
+error contract, the estimator's params, fitMultiple and choosing k, the command line, the
+demo); the full suite stays on
 the newest line (``.ci/run``). Then every line saves models (:mod:`tests.cross_version`) and
 every other line loads them and checks them against the saved centers.
 
@@ -50,6 +51,8 @@ MATRIX_TESTS = [
     "tests/test_invalid_rows.py",
     "tests/test_errors.py",
     "tests/test_estimator.py",
+    "tests/test_fit_multiple.py",
+    "tests/test_choosing_k.py",
     "tests/test_cli.py",
     "tests/test_demo.py",
 ]
