@@ -21,7 +21,6 @@ from typing import Any
 import pyarrow as pa
 from pyspark import StorageLevel, TaskContext
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from sparkml_lloyd import _blockstore as blockstore
 from sparkml_lloyd import _fit, _memory, _prepare, _schema
@@ -104,29 +103,16 @@ def _check_memory(sc: Any, plan: _memory.Plan, hosts: _memory.Hosts | None) -> N
     _memory.check(plan, _memory.available_bytes(), jvm, hosts, socket.gethostname())
 
 
-def fit(df: DataFrame, cfg: _fit.FitConfig,
-        on_iteration: _fit.IterationCallback | None = None) -> _fit.FitResult:
-    """Lloyd's k-means over ``df`` on classic Spark; see the module docstring."""
-    result = fit_many(df, [cfg], [on_iteration])[0]
-    if isinstance(result, ValueError):
-        raise result
-    return result
-
-
 def fit_many(df: DataFrame, cfgs: list[_fit.FitConfig],
              on_iteration: list[_fit.IterationCallback | None],
              ) -> list[_fit.FitResult | ValueError]:
-    """Several fits over ``df`` from one preparation of the data, advancing in the same
-    passes (:func:`sparkml_lloyd._fit.run_many`); ``cfgs`` share
-    :func:`~sparkml_lloyd._fit.preparation_key`. A fit the data cannot serve gives its
-    ``ValueError``; problems of the data itself raise."""
+    """Lloyd's k-means over ``df`` on classic Spark (see the module docstring): the fits of
+    ``cfgs`` (sharing :func:`~sparkml_lloyd._fit.preparation_key`) from one preparation of
+    the data, advancing in the same passes (:func:`sparkml_lloyd._fit.run_many`). A fit the
+    data cannot serve gives its ``ValueError``; problems of the data itself raise."""
     cfg = cfgs[0]
     prep = _fit.shared_preparation(cfgs)
-    cols = list(_schema.feature_columns(df, cfg.features_col).values())
-    if cfg.weight_col:
-        _schema.check_weight_column(df, cfg.weight_col)
-        cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
-    source = df.select(*cols)
+    source = _schema.fit_input(df, cfg.features_col, cfg.weight_col)
     sc = df.sparkSession.sparkContext
     slots = task_slots(sc)
     if source.rdd.getNumPartitions() > slots:

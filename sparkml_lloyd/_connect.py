@@ -30,29 +30,16 @@ def task_slots(spark: SparkSession) -> int:
     return max(1, ids.count())
 
 
-def fit(df: DataFrame, cfg: _fit.FitConfig,
-        on_iteration: _fit.IterationCallback | None = None) -> _fit.FitResult:
-    """Lloyd's k-means over ``df`` on a Spark Connect session; see the module docstring.
-    ``on_iteration`` runs after the fit, once per iteration, with the recorded centers: the
-    fit runs on the executors, which cannot call back a client."""
-    result = fit_many(df, [cfg], [on_iteration])[0]
-    if isinstance(result, ValueError):
-        raise result
-    return result
-
-
 def fit_many(df: DataFrame, cfgs: list[_fit.FitConfig],
              on_iteration: list[_fit.IterationCallback | None],
              ) -> list[_fit.FitResult | ValueError]:
-    """Several fits (sharing :func:`~sparkml_lloyd._fit.preparation_key`) in the same
+    """Lloyd's k-means over ``df`` on a Spark Connect session (see the module docstring):
+    the fits of ``cfgs`` (sharing :func:`~sparkml_lloyd._fit.preparation_key`) in the same
     barrier job and the same passes; a fit the data cannot serve gives its ``ValueError``.
-    Each ``on_iteration`` runs after the job, as in :func:`fit`."""
+    Each ``on_iteration`` runs after the job, once per iteration, with the recorded centers:
+    the fit runs on the executors, which cannot call back a client."""
     cfg = cfgs[0]
-    cols = list(_schema.feature_columns(df, cfg.features_col).values())
-    if cfg.weight_col:
-        _schema.check_weight_column(df, cfg.weight_col)
-        cols.append(F.col(cfg.weight_col).cast("double").alias("w"))
-    source = df.select(*cols)
+    source = _schema.fit_input(df, cfg.features_col, cfg.weight_col)
     slots = task_slots(df.sparkSession)
     record = any(cb is not None for cb in on_iteration)
     task = partial(_barrier.fit_task, cfgs=cfgs, record_centers=record)

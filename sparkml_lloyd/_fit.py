@@ -123,6 +123,14 @@ def memory_plan(cfg: FitConfig, d: int, partitions: int,
                         results=results)
 
 
+def only(results: list[FitResult | ValueError]) -> FitResult:
+    """The result of a single fit from a backend's ``fit_many`` (its ``ValueError`` raised)."""
+    (result,) = results
+    if isinstance(result, ValueError):
+        raise result
+    return result
+
+
 def memory_plan_many(cfgs: list[FitConfig], d: int, partitions: int,
                      found: Findings | None) -> _memory.Plan:
     """The sizes of several fits advancing together: their centers, candidates and pass

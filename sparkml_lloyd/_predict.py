@@ -44,7 +44,8 @@ def on_jvm(df: DataFrame) -> bool:
 class Predictor:
     """What one model keeps to transform: Spark's mllib KMeansModel with its centers and the
     :class:`~sparkml_lloyd._predict_jvm.JvmAssigner` around it, built once per SparkContext,
-    distance measure and centers array (py4j handles: a copy or a pickle drops them)."""
+    distance measure and centers array (py4j handles: a pickle drops them; a model's copies
+    share them)."""
 
     def __init__(self) -> None:
         self._key: tuple[Any, str, np.ndarray] | None = None

@@ -102,6 +102,16 @@ def _remote_length(df: DataFrame, col: str) -> int:
     return int(first[0][0].size) if first else 0
 
 
+def fit_input(df: DataFrame, features_col: str, weight_col: str | None) -> DataFrame:
+    """What a fit reads of ``df``: the features (as :func:`feature_columns` gives them) and,
+    with ``weight_col``, the weights as ``w`` (double). Checks the schema first; no job."""
+    cols = list(feature_columns(df, features_col).values())
+    if weight_col:
+        check_weight_column(df, weight_col)
+        cols.append(F.col(weight_col).cast("double").alias("w"))
+    return df.select(*cols)
+
+
 def declared_length(df: DataFrame, col: str) -> int | None:
     """The vector length the column's ML attribute metadata declares (``VectorAssembler``
     and ``HashingTF`` outputs do), or None."""

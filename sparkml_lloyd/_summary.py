@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,7 +45,7 @@ class LloydKMeansSummary:
 
     def __init__(
         self,
-        predictions: DataFrame,
+        predictions: DataFrame | Callable[[], DataFrame],
         predictionCol: str,
         featuresCol: str,
         k: int,
@@ -55,7 +56,7 @@ class LloydKMeansSummary:
         iterations: list[IterationRecord],
         converged: bool,
     ) -> None:
-        self.predictions = predictions
+        self._predictions = predictions
         self.predictionCol = predictionCol
         self.featuresCol = featuresCol
         self.k = k
@@ -70,6 +71,14 @@ class LloydKMeansSummary:
         #: True when the fit stopped because no center moved more than ``tol``; False when
         #: it stopped at ``maxIter``.
         self.converged = converged
+
+    @property
+    def predictions(self) -> DataFrame:
+        """The training data with the prediction column (``model.transform`` of it; given as
+        a function, made on first use: a CrossValidator's models never need it)."""
+        if callable(self._predictions):
+            self._predictions = self._predictions()
+        return self._predictions
 
     @property
     def cluster(self) -> DataFrame:

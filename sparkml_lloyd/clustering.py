@@ -209,9 +209,9 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         )
 
     def _fit(self, dataset: DataFrame) -> LloydKMeansModel:
-        result = _backend(dataset).fit(dataset, self._config(),
-                                       getattr(self, "_iteration_callback", None))
-        return self._model(result, dataset)
+        results = _backend(dataset).fit_many(
+            dataset, [self._config()], [getattr(self, "_iteration_callback", None)])
+        return self._model(_fit.only(results), dataset)
 
     def fitMultiple(
         self, dataset: DataFrame, paramMaps: Sequence[ParamMap]
@@ -252,7 +252,7 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         model._resetUid(self.uid)
         self._copyValues(model)
         model._summary = LloydKMeansSummary(
-            predictions=model.transform(dataset),
+            predictions=lambda: model.transform(dataset),
             predictionCol=model.getPredictionCol(),
             featuresCol=model.getFeaturesCol(),
             k=self.getK(),
@@ -413,10 +413,12 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         return spark_model
 
     def copy(self, extra: dict | None = None) -> LloydKMeansModel:
-        """A copy with the same uid, centers and params (plus ``extra``); no summary."""
+        """A copy with the same uid, centers and params (plus ``extra``); no summary. It
+        shares the model's JVM assigner (built for these centers)."""
         that = super().copy(extra)
         that._summary = None
-        that._predictor = _predict.Predictor()
+        # The same centers: the same JVM model (a CrossValidator transforms a copy per fold).
+        that._predictor = self._predictor
         return that
 
     # -- persistence ---------------------------------------------------------------------

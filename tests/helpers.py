@@ -95,3 +95,26 @@ def bench_smoke(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str]
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )
     return proc, sorted((out / "results").glob("*.json"))
+
+
+class Result:
+    """Exit status and output of one command."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+def run_main(*args: Any) -> Result:
+    """``sparkml_lloyd.cli.main(args)`` in this process, its output captured."""
+    import contextlib
+    import io
+
+    from sparkml_lloyd import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as e:  # argparse: --help, a usage error
+            code = e.code
+    return Result(code, out.getvalue(), err.getvalue())

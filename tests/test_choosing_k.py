@@ -14,7 +14,7 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 
 from sparkml_lloyd import LloydKMeans, knee, sweep
-from tests.test_cli import run_main
+from tests.helpers import run_main
 
 # -- the knee rule (no Spark) -----------------------------------------------------------------
 

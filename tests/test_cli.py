@@ -13,8 +13,6 @@ out by hand: oracles that do not come from this package.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -30,6 +28,7 @@ import pytest
 from sparkml_lloyd import cli
 from sparkml_lloyd.cli.errors import first_line
 from sparkml_lloyd.cli.spark_session import CommandSession
+from tests.helpers import run_main
 
 MEANS = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0]])
 OFFSETS = np.array(
@@ -44,24 +43,6 @@ INVALID_ROWS = "3.0,,bad0\nNaN,4.0,bad1\n"
 TIMEOUT = 300
 ITERATION = re.compile(r"^iteration (\d+): cost ([\d.e+-]+), largest center move ([\d.e+-]+), "
                        r"cluster sizes \[(\d+), (\d+), (\d+)\]$", re.M)
-
-
-class Result:
-    """Exit status and output of one command."""
-
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.returncode, self.stdout, self.stderr = code, out, err
-
-
-def run_main(*args: str) -> Result:
-    """``cli.main(args)`` in this process, its output captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in args])
-        except SystemExit as e:  # argparse: --help, a usage error
-            code = e.code
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 def run_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -404,12 +404,13 @@ def test_the_jvm_model_is_cached_and_follows_the_column_params(spark, data, buil
     assert_df_equality(model.transform(moved), expected_df(spark, moved, labels, "cluster"))
     params = {model.predictionCol: "p"}
     assert model.transform(moved, params).columns == ["id", "points", "tag", "p"]
-    assert builds == ["euclidean", "euclidean"]  # transform(df, params) runs on a copy
+    assert builds == ["euclidean"]  # transform(df, params) runs on a copy: it shares it
     assert model.getPredictionCol() == "cluster"
 
 
-def test_a_copy_builds_its_own_jvm_model(spark, data, builds):
-    """copy() may change the distance measure: the copy builds a model for its own params."""
+def test_a_copy_builds_a_jvm_model_only_for_other_params(spark, data, builds):
+    """copy() may change the distance measure: the copy builds a model for its own params; a
+    copy with the same params (a CrossValidator's, one per fold) shares the model's."""
     X, centers = data
     df = features_df(spark, X, "sparse")
     model = keeping(centers)
@@ -420,7 +421,8 @@ def test_a_copy_builds_its_own_jvm_model(spark, data, builds):
     plain = model.copy()
     plain.transform(df).collect()
     assert builds == ["euclidean", "cosine", "euclidean"]
-    model.transform(df).collect()  # the original keeps its own
+    model.transform(df).collect()  # the same params: nothing to build
+    model.copy({model.predictionCol: "p"}).transform(df).collect()
     assert len(builds) == 3
     # the cached py4j handle is not part of a copy or a pickle
     for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
