@@ -3,7 +3,8 @@ the pass/fail verdict of every performance target, all computed from a result re
 so ``--report-only RESULT.json`` regenerates them without running anything.
 
 The page's sections are about the dense cells (a real run's page also shows the newest real
-run of ``benchmarks/choosing_k.py``: :mod:`benchmarks.report_choosing_k`); a record with
+run of ``benchmarks/choosing_k.py``, :mod:`benchmarks.report_choosing_k`, and one short run
+per pyspark line, :mod:`benchmarks.report_lines`); a record with
 sparse cells also gets the *Sparse features* section and its targets from
 :mod:`benchmarks.report_sparse`, a record with cells measured on a Spark Connect server the
 *Spark Connect* section from :mod:`benchmarks.report_connect`.
@@ -761,10 +762,11 @@ def render_markdown(record: dict[str, Any], json_path: Path | None = None,
         lines += _memory_section(record)
     lines += sparse
     lines += connect
-    if not record.get("smoke"):  # the newest real run of benchmarks/choosing_k.py
-        from benchmarks import report_choosing_k
+    if not record.get("smoke"):  # runs of their own: choosing k, one per pyspark line
+        from benchmarks import report_choosing_k, report_lines
 
         lines += report_choosing_k.section(report_choosing_k.newest())
+        lines += report_lines.section(report_lines.newest_per_version())
     lines += _skipped_section(record)
     lines += _environment_section(record, json_path)
     lines += [REPRODUCE]

@@ -295,3 +295,31 @@ def test_the_runner_is_a_module_not_a_script():
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "run it from the checkout root as 'python -m benchmarks.run" in proc.stderr
+
+
+def test_the_pyspark_lines_section_shows_the_newest_run_of_each_version(tmp_path):
+    """benchmarks/report_lines.py: one row per pyspark version (the newest record of each,
+    versions in order), with that run's per-iteration figures and ratio."""
+    import json
+
+    from benchmarks import report_lines
+
+    def record(version: str, ours: float, ratio: float) -> dict:
+        return {"environment": {"versions": {"pyspark": version, "java": "17"},
+                                "git": {"commit": "a" * 40}},
+                "cells": [{"status": "ok", "best_builtin": "mllib",
+                           "ratio_to_best_builtin": ratio,
+                           "centers_check": {"max_rel_diff": 1e-15},
+                           "competitors": {"ours": {"per_iter": ours},
+                                           "mllib": {"per_iter": ours / ratio}}}]}
+
+    for name, version, ours, ratio in [("20990101T000000Z", "4.0.5", 0.5, 0.9),
+                                       ("20990102T000000Z", "4.0.5", 0.02, 0.2),
+                                       ("20990101T000001Z", "3.5.9", 0.03, 0.3),
+                                       ("20990101T000002Z", "4.10.0", 0.04, 0.4)]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(record(version, ours, ratio)))
+    rows = [ln for ln in report_lines.section(report_lines.newest_per_version(tmp_path))
+            if ln.startswith("| ") and ln[2].isdigit()]
+    assert [r.split(" | ")[0] for r in rows] == ["| 3.5.9", "| 4.0.5", "| 4.10.0"]
+    assert "0.20x (mllib)" in rows[1] and "0.0200" in rows[1]  # the newer 4.0.5 run
+    assert report_lines.section([]) == []
