@@ -165,9 +165,9 @@ def run_many(passes: Passes, found: Findings, cfgs: list[FitConfig],
     """Fits over the same data, together: every round, the pending pass of each fit still
     running, in one :func:`~sparkml_lloyd._passes.many_pass` (one pass alone goes as
     itself: one fit runs its passes one after another). Each fit's result is what it
-    computes alone; a fit the data cannot serve (a
-    ``ValueError``: fewer distinct points than its k) gives its error and the others go on.
-    Call :func:`check_data` for every config first."""
+    computes alone; a fit the data cannot serve (a ``ValueError``: fewer distinct points
+    than its k) gives its error and the others go on. Call :func:`check_data` for every
+    config first."""
     callbacks = on_iteration or [None] * len(cfgs)
     fits = [steps(found, cfg, cb) for cfg, cb in zip(cfgs, callbacks, strict=True)]
     results: list[FitResult | ValueError | None] = [None] * len(fits)
