@@ -148,13 +148,15 @@ class SweepResult:
         fig.savefig(path)
 
 
-def _sample(dataset: DataFrame, size: int, seed: int) -> tuple[DataFrame, int]:
-    """At most about ``size`` rows of ``dataset`` (a seeded Bernoulli sample) and its count."""
+def _sample(dataset: DataFrame, size: int, seed: int) -> tuple[DataFrame, int, bool]:
+    """About ``size`` rows of ``dataset`` (a seeded Bernoulli sample; all rows when it has
+    no more), its count, and whether the sample is cached here (to be unpersisted): every k
+    is scored on it."""
     total = dataset.count()
     if total <= size:
-        return dataset, total
-    sample = dataset.sample(fraction=size / total, seed=seed)
-    return sample, sample.count()
+        return dataset, total, False
+    sample = dataset.sample(fraction=size / total, seed=seed).persist()
+    return sample, sample.count(), True
 
 
 def sweep(dataset: DataFrame, k: Iterable[int] = range(2, 11), *,
@@ -192,21 +194,24 @@ def sweep(dataset: DataFrame, k: Iterable[int] = range(2, 11), *,
     started = time.perf_counter()
     models = dict(estimator.fitMultiple(dataset, [{estimator.k: v} for v in ks]))
     by_k = {ks[i]: m for i, m in models.items()}
-    sample, sample_rows = _sample(dataset, silhouette_sample, estimator.getSeed())
     evaluator = ClusteringEvaluator(
         featuresCol=estimator.getFeaturesCol(),
         distanceMeasure="cosine" if estimator.getDistanceMeasure() == "cosine"
         else "squaredEuclidean")
     if estimator.isDefined(estimator.weightCol) and estimator.getWeightCol():
         evaluator.setWeightCol(estimator.getWeightCol())
+    sample, sample_rows, cached = _sample(dataset, silhouette_sample, estimator.getSeed())
     rows = []
-    for v in ks:
-        model, summary = by_k[v], by_k[v].summary
-        predictions = model.transform(sample)
-        evaluator.setPredictionCol(model.getPredictionCol())
-        rows.append(SweepRow(k=v, cost=summary.trainingCost,
-                             silhouette=evaluator.evaluate(predictions),
-                             iterations=summary.numIter, converged=summary.converged,
-                             seconds=sum(r.seconds for r in summary.iterations)))
+    try:
+        for v in ks:
+            model, summary = by_k[v], by_k[v].summary
+            evaluator.setPredictionCol(model.getPredictionCol())
+            rows.append(SweepRow(k=v, cost=summary.trainingCost,
+                                 silhouette=evaluator.evaluate(model.transform(sample)),
+                                 iterations=summary.numIter, converged=summary.converged,
+                                 seconds=sum(r.seconds for r in summary.iterations)))
+    finally:
+        if cached:
+            sample.unpersist()
     return SweepResult(rows=rows, models=by_k, knee=knee(ks, [r.cost for r in rows]),
                        sample_rows=sample_rows, seconds=time.perf_counter() - started)

@@ -78,7 +78,10 @@ def test_the_walkthrough_data_has_its_knee_at_3(walkthrough):
 def test_data_without_groups_has_no_clear_knee(spark):
     x = np.random.default_rng(4).uniform(size=(2000, 3))
     df = spark.createDataFrame([(Vectors.dense(r),) for r in x], ["features"])
+    jsc = spark.sparkContext._jsc.sc()
+    before = jsc.getPersistentRDDs().size()
     result = sweep(df, range(2, 11), estimator=LloydKMeans(seed=2), silhouette_sample=500)
+    assert jsc.getPersistentRDDs().size() == before  # the sample (and the fits' data) released
     assert result.suggested_k is None
     assert result.knee.reason.startswith("no clear knee"), result.knee
     assert 300 < result.sample_rows < 700  # a seeded Bernoulli sample of about 500 rows
