@@ -168,7 +168,7 @@ def sweep(dataset: DataFrame, k: Iterable[int] = range(2, 11), *,
     weightCol...); the default is ``LloydKMeans()``. The silhouette is Spark's
     ``ClusteringEvaluator`` (squared Euclidean, or cosine under ``distanceMeasure="cosine"``)
     on one seeded sample of about ``silhouette_sample`` rows (all rows when there are fewer),
-    the same rows for every k.
+    the same rows for every k; rows the fit left out (``handleInvalid``) are left out there.
 
     >>> from pyspark.ml.linalg import Vectors
     >>> from sparkml_lloyd import sweep
@@ -206,8 +206,10 @@ def sweep(dataset: DataFrame, k: Iterable[int] = range(2, 11), *,
         for v in ks:
             model, summary = by_k[v], by_k[v].summary
             evaluator.setPredictionCol(model.getPredictionCol())
+            # the rows the fit used: invalid ones (handleInvalid "skip" or "keep") left out
+            scorer = model.copy({model.handleInvalid: "skip"})
             rows.append(SweepRow(k=v, cost=summary.trainingCost,
-                                 silhouette=evaluator.evaluate(model.transform(sample)),
+                                 silhouette=evaluator.evaluate(scorer.transform(sample)),
                                  iterations=summary.numIter, converged=summary.converged,
                                  seconds=sum(r.seconds for r in summary.iterations)))
     finally:

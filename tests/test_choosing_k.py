@@ -99,6 +99,20 @@ def test_the_figure_and_the_table(walkthrough, tmp_path):
                                    "seconds"]
 
 
+@pytest.mark.parametrize("mode", ["skip", "keep"])
+def test_invalid_rows_left_out_of_the_fit_are_left_out_of_the_silhouette(spark, mode):
+    """The walkthrough's points plus a NaN row: with handleInvalid skip or keep the sweep
+    scores the valid rows, as Spark's evaluator does on the points alone."""
+    x, _ = make_blobs(n_samples=1500, random_state=8)
+    rows = [(Vectors.dense(r),) for r in x] + [(Vectors.dense([np.nan, 1.0]),)]
+    df = spark.createDataFrame(rows, ["features"])
+    result = sweep(df, [2, 3, 4], estimator=LloydKMeans(seed=1, handleInvalid=mode))
+    assert result.suggested_k == 3
+    clean = spark.createDataFrame([(Vectors.dense(r),) for r in x], ["features"])
+    expected = ClusteringEvaluator().evaluate(result.models[3].transform(clean))
+    assert {r.k: r.silhouette for r in result.rows}[3] == pytest.approx(expected, rel=1e-12)
+
+
 def test_bad_arguments_are_named(walkthrough):
     _, df = walkthrough
     with pytest.raises(ValueError, match="k: give values of at least 2"):

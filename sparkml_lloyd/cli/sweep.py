@@ -19,7 +19,6 @@ def sweep(args: argparse.Namespace, spark: CommandSession) -> int:
 
     from sparkml_lloyd.choosing_k import sweep as run_sweep
 
-
     estimator = estimator_of(args, k=args.k[0])
     if args.silhouette_sample < 2:
         raise UsageError("--silhouette-sample: at least 2 rows")
