@@ -214,6 +214,6 @@ def sweep(dataset: DataFrame, k: Iterable[int] = range(2, 11), *,
                                  seconds=sum(r.seconds for r in summary.iterations)))
     finally:
         if cached:
-            sample.unpersist()
+            sample.unpersist(blocking=True)  # gone when sweep returns
     return SweepResult(rows=rows, models=by_k, knee=knee(ks, [r.cost for r in rows]),
                        sample_rows=sample_rows, seconds=time.perf_counter() - started)

@@ -54,7 +54,7 @@ def walkthrough(spark):
     df = spark.createDataFrame([(Vectors.dense(r),) for r in x], ["features"]).cache()
     df.count()
     yield x, df
-    df.unpersist()
+    df.unpersist(blocking=True)  # gone before the next module measures
 
 
 def test_the_walkthrough_data_has_its_knee_at_3(walkthrough):

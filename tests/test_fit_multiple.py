@@ -33,7 +33,7 @@ def df(spark, points):
     frame = frame.repartition(3).cache()
     frame.count()
     yield frame
-    frame.unpersist()
+    frame.unpersist(blocking=True)  # gone before the next module measures
 
 
 def _same(a, b) -> None:
