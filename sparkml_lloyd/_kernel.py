@@ -35,9 +35,6 @@ COSINE = "cosine"
 
 #: Rows per chunk for the ``n x k`` score matrix: bounds memory at ``CHUNK_ROWS * k`` doubles.
 CHUNK_ROWS = 16384
-#: Up to this many clusters (and fewer clusters than features) the partial sums are a dense
-#: one-hot matrix product (BLAS); otherwise one weighted ``bincount`` per feature is faster.
-ONE_HOT_MAX_K = 32
 #: Up to this many clusters the nearest center is a running minimum over the centers' rows
 #: of scores; above it ``argmin``.
 RUNNING_MIN_MAX_K = 128
@@ -132,29 +129,46 @@ def nearest(
     """
     p = centers if isinstance(centers, Prepared) else Prepared(centers, centers_sq)
     n = x.shape[0]
-    k = p.centers.shape[0]
-    centers_sq, minus_2c = p.sq, p.minus_2c
     labels = np.empty(n, dtype=np.int32)
     dist = np.empty(n, dtype=np.float64)
-    csq = centers_sq[:, None]
+    scores = _scores_buffer(x, p)
     for start in range(0, n, CHUNK_ROWS):
         xc = x[start : start + CHUNK_ROWS]
-        if sp.issparse(xc):  # (rows, k) from the sparse product; argmin along the rows
-            score = _dense(xc @ p.minus_2c_t)
-            score += centers_sq
-            lab = np.argmin(score, axis=1).astype(np.int32)  # the first of equal minima
-            best = score[np.arange(xc.shape[0]), lab]
-        else:
-            lab, best = _nearest_scores(minus_2c @ xc.T + csq, k)  # (k, rows)
-        if distance == COSINE:
-            # best = |c|^2 - 2 x.c with |c| = 1, so x.c = (|c|^2 - best) / 2.
-            d = 1.0 - (centers_sq[lab] - best) * 0.5
-        else:
-            d = row_norms_sq(xc) + best
-        np.maximum(d, 0.0, out=d)
+        lab, d = _nearest_chunk(xc, p, distance, scores)
         labels[start : start + xc.shape[0]] = lab
         dist[start : start + xc.shape[0]] = d
     return labels, dist
+
+
+def _scores_buffer(x: Rows, p: Prepared) -> np.ndarray | None:
+    """The ``k x CHUNK_ROWS`` scores of a dense block's full chunks, allocated once a block
+    (a fresh array a chunk costs page faults: ~20% of a pass at k = d = 20)."""
+    if sp.issparse(x) or x.shape[0] < CHUNK_ROWS:
+        return None
+    return np.empty((p.centers.shape[0], CHUNK_ROWS))
+
+
+def _nearest_chunk(xc: Rows, p: Prepared, distance: str,
+                   scores: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest` of one chunk of at most :data:`CHUNK_ROWS` rows; a full dense chunk's
+    scores go into ``scores``."""
+    if sp.issparse(xc):  # (rows, k) from the sparse product; argmin along the rows
+        score = _dense(xc @ p.minus_2c_t)
+        score += p.sq
+        lab = np.argmin(score, axis=1).astype(np.int32)  # the first of equal minima
+        best = score[np.arange(xc.shape[0]), lab]
+    else:  # (k, rows): each center's scores contiguous
+        full = scores is not None and scores.shape[1] == xc.shape[0]
+        score = np.matmul(p.minus_2c, xc.T, out=scores) if full else p.minus_2c @ xc.T
+        score += p.sq[:, None]
+        lab, best = _nearest_scores(score, p.centers.shape[0])
+    if distance == COSINE:
+        # best = |c|^2 - 2 x.c with |c| = 1, so x.c = (|c|^2 - best) / 2.
+        d = 1.0 - (p.sq[lab] - best) * 0.5
+    else:
+        d = row_norms_sq(xc) + best
+    np.maximum(d, 0.0, out=d)
+    return lab, d
 
 
 def _dense(a: Any) -> np.ndarray:
@@ -181,19 +195,17 @@ def _nearest_scores(score: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
 def _add_chunk_sums(
     sums: np.ndarray, xc: np.ndarray, lab: np.ndarray, w: np.ndarray | None
 ) -> None:
-    """``sums[j] += sum of w * row`` over the rows of the chunk ``xc`` labelled ``j``."""
-    k, d = sums.shape
+    """``sums[j] += sum of w * row`` over the rows of the chunk ``xc`` labelled ``j``.
+
+    The product of the chunk's ``k x rows`` one-hot matrix with the chunk, the one-hot
+    matrix stored as CSC (one entry a column, so no sort builds it): scipy adds ``w * row``
+    to its cluster's sums row by row, in order, in ``rows x d`` operations whatever ``k`` (a
+    dense one-hot product costs ``rows x k x d``).
+    """
     rows = xc.shape[0]
-    if k <= ONE_HOT_MAX_K and d > k:
-        onehot = np.zeros((rows, k))
-        onehot[np.arange(rows), lab] = 1.0 if w is None else w
-        sums += onehot.T @ xc
-    else:
-        cols = np.ascontiguousarray(xc.T)  # a view when d == 1: not in place
-        if w is not None:
-            cols = cols * w
-        for j in range(d):
-            sums[:, j] += np.bincount(lab, weights=cols[j], minlength=k)
+    onehot = sp.csc_array((np.ones(rows) if w is None else w, lab,
+                           np.arange(rows + 1, dtype=np.int32)), shape=(sums.shape[0], rows))
+    sums += onehot @ np.ascontiguousarray(xc)
 
 
 def block_stats(
@@ -222,10 +234,11 @@ def block_stats(
     labels = np.empty(n, dtype=np.int32)
     dist = np.empty(n, dtype=np.float64)
     sums = np.zeros((k, d))
+    scores = _scores_buffer(x, p)
     for start in range(0, n, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, n)
         xc = x[start:stop]
-        lab, dc = nearest(xc, p, distance)
+        lab, dc = _nearest_chunk(xc, p, distance, scores)
         labels[start:stop] = lab
         dist[start:stop] = dc
         _add_chunk_sums(sums, xc, lab, None if weights is None else weights[start:stop])

@@ -63,9 +63,7 @@ def test_ties_go_to_the_lowest_index(k):
     assert (K.nearest(x, c)[0] == 0).all()
 
 
-# one-hot product (k <= ONE_HOT_MAX_K and d > k) and per-feature bincount (the others)
-@pytest.mark.parametrize("k,d", [(3, 4), (3, 2), (2, 1), (8, 8), (K.ONE_HOT_MAX_K + 5, 4),
-                                 (K.ONE_HOT_MAX_K + 5, 40)])
+@pytest.mark.parametrize("k,d", [(3, 4), (3, 2), (2, 1), (8, 8), (37, 4), (37, 40)])
 @pytest.mark.parametrize("weighted", [True, False])
 def test_weighted_sums_every_path_equals_reference(monkeypatch, k, d, weighted):
     monkeypatch.setattr(K, "CHUNK_ROWS", 97)
@@ -82,7 +80,7 @@ def test_weighted_sums_every_path_equals_reference(monkeypatch, k, d, weighted):
 
 
 # every (assignment, sums) path of the kernel, with and without weights, both distances
-@pytest.mark.parametrize("k,d", [(3, 4), (3, 2), (2, 1), (K.ONE_HOT_MAX_K + 5, 40),
+@pytest.mark.parametrize("k,d", [(3, 4), (3, 2), (2, 1), (37, 40),
                                  (K.RUNNING_MIN_MAX_K + 3, 5)])
 @pytest.mark.parametrize("weighted", [True, False])
 @pytest.mark.parametrize("distance", [K.EUCLIDEAN, K.COSINE])
@@ -113,6 +111,39 @@ def test_block_stats_in_one_sweep_equals_assign_then_sum(monkeypatch, k, d, weig
         ref = np.array([(x[ref_labels == j] * ww[ref_labels == j, None]).sum(0)
                         for j in range(k)])
         np.testing.assert_allclose(stats.sums, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_the_passes_of_several_fits_in_one_sweep_equal_each_pass_alone(backwards):
+    """``many_pass`` serves the pending passes of several fits (Lloyd steps of two distances
+    and ks, a cost pass, a k-means|| sample pass) in one sweep of a partition's blocks; each
+    result has the bits its pass function alone gives."""
+    from sparkml_lloyd import _passes as P
+
+    rng = np.random.default_rng(12)
+    blocks = [(rng.normal(size=(rows, 6)), rng.uniform(0.5, 2.0, rows) if i % 2 else None)
+              for i, rows in enumerate([300, 5, 1200])]
+    c3, c5, c8 = (rng.normal(size=(k, 6)) for k in (3, 5, 8))
+    requests = [
+        (P.stats_pass, c3, {"distance": K.EUCLIDEAN, "backwards": not backwards}),
+        (P.cost_pass, c5, {"distance": K.EUCLIDEAN}),
+        (P.stats_pass, c8, {"distance": K.EUCLIDEAN}),
+        (P.sample_pass, c3, {"distance": K.EUCLIDEAN, "seed": 4, "stream": 2, "factor": 0.3}),
+        (P.stats_pass, c5, {"distance": K.EUCLIDEAN}),
+    ]
+    got = P.many_pass(blocks, requests, backwards=backwards)
+    for result, (fn, centers, kwargs) in zip(got, requests, strict=True):
+        alone = fn(blocks, centers, **{k: v for k, v in kwargs.items() if k != "backwards"})
+        if fn is P.stats_pass:
+            for a, b in zip(result, alone, strict=True):
+                np.testing.assert_array_equal(a, b)
+        elif fn is P.cost_pass:
+            assert result == alone
+        else:
+            assert len(result) == len(alone)
+            for (xa, ka), (xb, kb) in zip(result, alone, strict=True):
+                np.testing.assert_array_equal(xa, xb)
+                np.testing.assert_array_equal(ka, kb)
 
 
 def test_empty_cluster_keeps_its_center():
