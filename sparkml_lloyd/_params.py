@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyspark.ml.linalg import Vector
@@ -21,6 +21,9 @@ from pyspark.ml.param.shared import (
 )
 
 from sparkml_lloyd._rows import HANDLE_INVALID
+
+if TYPE_CHECKING:
+    from sparkml_lloyd._fit import FitConfig
 
 INIT_MODES = ("k-means||", "random")
 DISTANCE_MEASURES = ("euclidean", "cosine")
@@ -201,3 +204,19 @@ def validate(params: _LloydKMeansParams) -> np.ndarray | None:
             "undefined; give non-zero centers or use distanceMeasure='euclidean'."
         )
     return arr
+
+
+def fit_config(params: _LloydKMeansParams) -> FitConfig:
+    """What a fit needs from an estimator's params, every param checked first."""
+    from sparkml_lloyd._fit import FitConfig
+
+    initial = validate(params)
+    return FitConfig(
+        k=params.getK(), max_iter=params.getMaxIter(), tol=params.getTol(),
+        seed=params.getSeed(), init_mode=params.getInitMode(), init_steps=params.getInitSteps(),
+        distance=params.getDistanceMeasure(), features_col=params.getFeaturesCol(),
+        weight_col=(params.getOrDefault(params.weightCol) if params.isDefined(params.weightCol)
+                    else None),
+        handle_invalid=params.getHandleInvalid(), initial_centers=initial,
+    )
+

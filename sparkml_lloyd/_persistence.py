@@ -323,3 +323,20 @@ def spark_kmeans_model_via_save(spark: SparkSession, centers: np.ndarray,
         return KMeansModel.load(path)
     finally:
         fs.delete(path)
+
+
+def model_writer(model: Params, centers: np.ndarray) -> AtomicWriter:
+    """The writer of a model with these centers: its params, and the centers under ``data``
+    with ``numFeatures`` and ``numClusters`` in the metadata."""
+    return AtomicWriter(
+        model, write_data=lambda _, path, spark: write_centers(centers, path, spark),
+        extra_metadata=lambda _: {"numFeatures": centers.shape[1], "numClusters": len(centers)})
+
+
+def model_reader(cls: type[S]) -> CheckedReader[S]:
+    """The reader of a model class whose instances keep their centers as ``_centers``."""
+    def read_data(model: S, path: str, spark: SparkSession, metadata: dict[str, Any]) -> None:
+        model._centers = read_centers(path, spark, metadata, cls.__name__)  # type: ignore[attr-defined]
+
+    return CheckedReader(cls, read_data=read_data)
+

@@ -18,7 +18,15 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from sparkml_lloyd import _catalyst, _compat, _predict_arrow, _predict_jvm, _rows, _schema
+from sparkml_lloyd import (
+    _catalyst,
+    _compat,
+    _persistence,
+    _predict_arrow,
+    _predict_jvm,
+    _rows,
+    _schema,
+)
 from sparkml_lloyd import _kernel as K
 
 #: From this many center values (k x d) on, ``transform`` runs the numpy kernel in an Arrow UDF
@@ -41,6 +49,24 @@ def on_jvm(df: DataFrame) -> bool:
     return _catalyst.available(df)
 
 
+def spark_model(centers: np.ndarray, distance: str, uid: str, columns: dict[str, str],
+                training_cost: float, num_iter: int) -> Any:
+    """Spark's own ``pyspark.ml.clustering.KMeansModel`` with these centers, distance, uid and
+    column params: built in the JVM (classic), or loaded by Spark's reader from what we write
+    on the server (Connect)."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.active()
+    params = {"k": len(centers), "distanceMeasure": distance, **columns}
+    if not _catalyst.available(spark):
+        return _persistence.spark_kmeans_model_via_save(spark, centers, params, uid)
+    model = _predict_jvm.spark_kmeans_model(spark.sparkContext, centers, distance,
+                                            training_cost, num_iter, uid)
+    model._set(**params)
+    model._transfer_params_to_java()
+    return model
+
+
 class Predictor:
     """What one model keeps to transform: Spark's mllib KMeansModel with its centers and the
     :class:`~sparkml_lloyd._predict_jvm.JvmAssigner` around it, built once per SparkContext,
@@ -50,6 +76,9 @@ class Predictor:
     def __init__(self) -> None:
         self._key: tuple[Any, str, np.ndarray] | None = None
         self._jvm: tuple[Any, _predict_jvm.JvmAssigner] | None = None
+
+    def __reduce__(self) -> tuple[type[Predictor], tuple[()]]:
+        return Predictor, ()  # py4j handles: a pickled model starts afresh
 
     def mllib_model(self, sc: Any, centers: np.ndarray, distance: str, uid: str) -> Any:
         """Spark's mllib KMeansModel with ``centers`` (cached)."""

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from sparkml_lloyd._fit import FitResult
+
 
 @dataclass(frozen=True)
 class IterationRecord:
@@ -71,6 +73,16 @@ class LloydKMeansSummary:
         #: True when the fit stopped because no center moved more than ``tol``; False when
         #: it stopped at ``maxIter``.
         self.converged = converged
+
+    @classmethod
+    def of_fit(cls, result: FitResult, predictions: Callable[[], DataFrame],
+               predictionCol: str, featuresCol: str, k: int) -> LloydKMeansSummary:
+        """The summary of a fit's result (``k`` the param, as Spark's summary has it);
+        ``predictions`` makes the training predictions on first use."""
+        return cls(predictions, predictionCol, featuresCol, k=k,
+                   numIter=result.num_iter, trainingCost=result.training_cost,
+                   clusterSizes=result.cluster_sizes, costHistory=result.cost_history,
+                   iterations=result.iterations, converged=result.converged)
 
     @property
     def predictions(self) -> DataFrame:

@@ -16,7 +16,7 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.linalg import Vector
 from pyspark.ml.util import MLReadable, MLWritable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 
 from sparkml_lloyd import (
     _catalyst,
@@ -27,9 +27,8 @@ from sparkml_lloyd import (
     _persistence,
     _predict,
     _predict_arrow,
-    _predict_jvm,
 )
-from sparkml_lloyd._params import _LloydKMeansParams, check, validate
+from sparkml_lloyd._params import _LloydKMeansParams, check, fit_config
 from sparkml_lloyd._persistence import AtomicWriter, CheckedReader
 from sparkml_lloyd._summary import IterationRecord, LloydKMeansSummary
 
@@ -192,21 +191,7 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         return self
 
     def _config(self) -> _fit.FitConfig:
-        initial = validate(self)
-        return _fit.FitConfig(
-            k=self.getK(),
-            max_iter=self.getMaxIter(),
-            tol=self.getTol(),
-            seed=self.getSeed(),
-            init_mode=self.getInitMode(),
-            init_steps=self.getInitSteps(),
-            distance=self.getDistanceMeasure(),
-            features_col=self.getFeaturesCol(),
-            weight_col=self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol)
-            else None,
-            handle_invalid=self.getHandleInvalid(),
-            initial_centers=initial,
-        )
+        return fit_config(self)
 
     def _fit(self, dataset: DataFrame) -> LloydKMeansModel:
         results = _backend(dataset).fit_many(
@@ -251,18 +236,9 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         model = LloydKMeansModel(result.centers)
         model._resetUid(self.uid)
         self._copyValues(model)
-        model._summary = LloydKMeansSummary(
-            predictions=lambda: model.transform(dataset),
-            predictionCol=model.getPredictionCol(),
-            featuresCol=model.getFeaturesCol(),
-            k=self.getK(),
-            numIter=result.num_iter,
-            trainingCost=result.training_cost,
-            clusterSizes=result.cluster_sizes,
-            costHistory=result.cost_history,
-            iterations=result.iterations,
-            converged=result.converged,
-        )
+        model._summary = LloydKMeansSummary.of_fit(
+            result, lambda: model.transform(dataset), model.getPredictionCol(),
+            model.getFeaturesCol(), self.getK())
         return model
 
     def write(self) -> AtomicWriter:
@@ -376,15 +352,6 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
             dataset, self._require_centers(), self.getDistanceMeasure(), self.uid,
             self.getFeaturesCol(), self.getPredictionCol(), self.getHandleInvalid())
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_predictor"] = None  # py4j handles: neither picklable nor worth copying
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._predictor = _predict.Predictor()
-
     def toSparkModel(self) -> Any:
         """This model as Spark's own :class:`pyspark.ml.clustering.KMeansModel`.
 
@@ -395,22 +362,11 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         instead of being replaced, and ``array<double>`` columns are accepted only when their
         type rules out null elements.
         """
-        centers = self._require_centers()
-        spark = SparkSession.active()
-        params = {"k": len(centers), "featuresCol": self.getFeaturesCol(),
-                  "predictionCol": self.getPredictionCol(),
-                  "distanceMeasure": self.getDistanceMeasure()}
-        if not _catalyst.available(spark):  # Connect: Spark's model loads what we write
-            return _persistence.spark_kmeans_model_via_save(spark, centers, params, self.uid)
         summary = self._summary
-        spark_model = _predict_jvm.spark_kmeans_model(
-            spark.sparkContext, centers, self.getDistanceMeasure(),
-            summary.trainingCost if summary else 0.0, summary.numIter if summary else 0,
-            self.uid,
-        )
-        spark_model._set(**params)
-        spark_model._transfer_params_to_java()
-        return spark_model
+        return _predict.spark_model(
+            self._require_centers(), self.getDistanceMeasure(), self.uid,
+            {"featuresCol": self.getFeaturesCol(), "predictionCol": self.getPredictionCol()},
+            summary.trainingCost if summary else 0.0, summary.numIter if summary else 0)
 
     def copy(self, extra: dict | None = None) -> LloydKMeansModel:
         """A copy with the same uid, centers and params (plus ``extra``); no summary. It
@@ -425,20 +381,9 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
 
     def write(self) -> AtomicWriter:
         """An :class:`MLWriter` that saves params and centers atomically."""
-        return AtomicWriter(
-            self,
-            write_data=lambda m, path, spark: _persistence.write_centers(
-                m._require_centers(), path, spark),
-            extra_metadata=lambda m: {"numFeatures": m.numFeatures,
-                                      "numClusters": len(m._require_centers())},
-        )
+        return _persistence.model_writer(self, self._require_centers())
 
     @classmethod
     def read(cls) -> CheckedReader[LloydKMeansModel]:
         """An :class:`MLReader` for a saved :class:`LloydKMeansModel`."""
-        return CheckedReader(cls, read_data=_read_data)
-
-
-def _read_data(model: LloydKMeansModel, path: str, spark: SparkSession,
-               metadata: dict[str, Any]) -> None:
-    model._centers = _persistence.read_centers(path, spark, metadata, type(model).__name__)
+        return _persistence.model_reader(cls)
