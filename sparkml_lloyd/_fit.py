@@ -138,7 +138,8 @@ def memory_plan_many(cfgs: list[FitConfig], d: int, partitions: int,
     plans = [memory_plan(cfg, d, partitions, found) for cfg in cfgs]
     return _memory.Plan(k=sum(p.k for p in plans), d=d,
                         candidates=sum(p.candidates for p in plans),
-                        chunk_rows=K.CHUNK_ROWS, results=sum(p.results for p in plans))
+                        chunk_rows=K.CHUNK_ROWS, results=sum(p.results for p in plans),
+                        fits=len(plans))
 
 
 def shared_preparation(cfgs: list[FitConfig]) -> dict[str, Any]:

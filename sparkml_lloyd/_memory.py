@@ -95,6 +95,8 @@ class Plan:
     candidates: int
     chunk_rows: int
     results: int
+    #: How many fits advance together (``fitMultiple``): ``k`` is then their centers in all.
+    fits: int = 1
 
     @property
     def centers(self) -> int:
@@ -116,12 +118,15 @@ class Plan:
 
 
 def _too_large(what: str, need: int, where: str, have: int, plan: Plan) -> ValueError:
+    centers, smaller = ((f"k={plan.k} centers", "a smaller k") if plan.fits == 1 else
+                        (f"the {plan.fits} models' {plan.k} centers in all",
+                         "fewer param maps or smaller k values"))
     return ValueError(
         f"This fit would need about {fmt(need)} {what} on {where}, more than the "
         f"{fmt(SAFETY * have)} it can use there ({SAFETY:.0%} of {fmt(have)} available): "
-        f"k={plan.k} centers of {plan.d} features take {fmt(plan.k * plan.d * 8)}, and that "
+        f"{centers} of {plan.d} features take {fmt(plan.k * plan.d * 8)}, and that "
         "many bytes are held several times over. Use fewer features (e.g. a smaller "
-        "numFeatures for HashingTF, or a feature selection), a smaller k, or more memory "
+        f"numFeatures for HashingTF, or a feature selection), {smaller}, or more memory "
         "(spark.driver.memory, more or larger executors)."
     )
 

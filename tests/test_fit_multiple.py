@@ -154,3 +154,18 @@ def test_param_maps_are_checked_before_any_job(spark):
     frame = spark.createDataFrame([(Vectors.dense([0.0]),)], ["features"])
     with pytest.raises(ValueError, match="k=1 is not allowed"):
         km.fitMultiple(frame, [{km.k: 3}, {km.k: 1}])
+
+
+def test_models_too_large_together_are_a_clear_error_naming_them_all(spark):
+    """Two models of k = 30 and 20 on 2^30 declared features hold 50 centers together
+    (400 GiB): one ValueError naming both, before any job; the session lives on."""
+    from pyspark.ml.feature import HashingTF, Tokenizer
+
+    docs = spark.createDataFrame([("spark sparse text",), ("sparse vectors",)], ["text"])
+    words = Tokenizer(inputCol="text", outputCol="words").transform(docs)
+    hashed = HashingTF(inputCol="words", outputCol="features", numFeatures=2**30).transform(words)
+    km = LloydKMeans()
+    with pytest.raises(ValueError, match=r"the 2 models' 50 centers in all of 1073741824 "
+                       r"features take 400.0 GiB.*fewer param maps or smaller k values"):
+        next(km.fitMultiple(hashed, [{km.k: 30}, {km.k: 20}]))
+    assert spark.range(3).count() == 3
