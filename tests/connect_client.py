@@ -173,9 +173,57 @@ def api(spark: Any, folder: str, url: str) -> dict[str, Any]:
         out["invalid"] = None
     except ValueError as e:
         out["invalid"] = str(e)
+    out["row rule"] = row_rule_outcomes(spark)
     kept = LloydKMeans(k=2, seed=1, handleInvalid="keep").fit(bad)
     out["kept"] = sorted(("null" if r.prediction is None else "row")
                          for r in kept.transform(bad).collect())
+    return out
+
+
+#: Feature rows of every kind the row rule judges (valid, null, wrong length, NaN, +-Inf, and
+#: all zeros: invalid under cosine only), with ids 0..7.
+ROW_CASES = [[0.0, 1.0], None, [1.0], [float("nan"), 1.0], [float("inf"), 0.0],
+             [-float("inf"), 0.0], [5.0, 5.0], [0.0, 0.0]]
+
+
+def row_rule_models() -> dict[str, tuple[list[list[float]], str]]:
+    """Models whose transform takes each path: k x d below the Arrow UDF's threshold (Spark's
+    model; on Connect, on the server), and above it (the Arrow UDF)."""
+    far = [[1000.0 + i, -1000.0 - i] for i in range(1248)]
+    return {"small": ([[0.0, 0.0], [5.0, 5.0]], "euclidean"),
+            "cosine": ([[1.0, 0.0], [0.0, 1.0]], "cosine"),
+            "large": ([[0.0, 0.0], [5.0, 5.0], *far], "euclidean")}
+
+
+def row_rule_outcomes(spark: Any) -> dict[str, Any]:
+    """For every model x column type x handleInvalid: which path ran, the ``(id,
+    prediction)`` rows or the error's text. The tests run it on the classic session too."""
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    from sparkml_lloyd import LloydKMeansModel
+
+    arrays = spark.createDataFrame(list(enumerate(ROW_CASES)), "id long, features array<double>")
+    column = F.col("features")
+    frames = {"array": arrays, "vector": arrays.withColumn(
+        "features", F.when(column.isNotNull(), array_to_vector(column)))}
+    out: dict[str, Any] = {}
+    for name, (centers, distance) in row_rule_models().items():
+        model = LloydKMeansModel(centers)
+        model.set(model.distanceMeasure, distance)
+        for column, frame in frames.items():
+            for mode in ("keep", "skip", "error"):
+                result = model.setHandleInvalid(mode).transform(frame)
+                plan = (result._explain_string() if hasattr(result, "_explain_string")
+                        else result._jdf.queryExecution().executedPlan().toString())
+                try:
+                    rows, error = [list(r) for r in result.select("id", "prediction")
+                                   .orderBy("id").collect()], None
+                except Exception as e:
+                    rows, error = None, str(e)
+                out[f"{name} {column} {mode}"] = {
+                    "path": "arrow" if "ArrowEvalPython" in plan else "jvm",
+                    "rows": rows, "error": error}
     return out
 
 

@@ -142,3 +142,27 @@ def test_a_client_killed_mid_fit_leaves_nothing_running_within_a_minute(server):
     assert block_files({server.pid}) == []
     result = client.run(server.url, "long", "1e4")  # the server carries on
     assert result["numIter"] == 320
+
+
+def test_transform_follows_the_row_rule_on_every_path_as_classic_does(spark, api):
+    """Every row kind x vector and array columns x handleInvalid, on Connect as on the classic
+    session: the same predictions, skipped rows and errors. On Connect every model assigns
+    with the Arrow UDF; on the classic session a small one with Spark's KMeansModel UDF."""
+    from sparkml_lloyd import _rows
+
+    classic = client.row_rule_outcomes(spark)
+    remote = api["row rule"]
+    assert set(remote) == set(classic)
+    for case, theirs in classic.items():
+        ours = remote[case]
+        assert ours["path"] == "arrow"
+        assert theirs["path"] == ("arrow" if case.startswith("large") else "jvm")
+        assert ours["rows"] == theirs["rows"], case
+        if case.endswith("error"):  # the first invalid row a task meets: partitions race
+            messages = [_rows.message(kind, "features", 2) for kind in _rows.ORDER]
+            for error in (ours["error"], theirs["error"]):
+                assert any(m in error for m in messages), (case, error)
+    keep = [[0, 0], [1, None], [2, None], [3, None], [4, None], [5, None], [6, 1], [7, 0]]
+    assert remote["small vector keep"]["rows"] == keep
+    assert remote["cosine array skip"]["rows"] == [[0, 1], [6, 0]]  # [0, 0] has no direction
+
