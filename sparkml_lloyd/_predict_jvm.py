@@ -4,8 +4,10 @@ Spark's ``KMeansModel`` builds its assignment UDF inside ``transform`` and expos
 :class:`JvmAssigner` takes it, once per model, from the analysed plan of Spark's
 ``transform`` of an empty DataFrame (:func:`spark_prediction_udf`), sets it on the user's
 features column, and guards it with the row rule of :mod:`sparkml_lloyd._rows` written as a
-Spark Column (:func:`row_rule`): ``CASE WHEN <valid> THEN UDF(f) ... END``. A transform is then
-one ``withColumn``: one query analysis, one py4j call, as the built-in's.
+Spark Column (:func:`row_rule`): ``CASE WHEN <invalid> THEN NULL (or an error) ELSE UDF(f)
+END``, the ``CASE`` part built once per session, column and length (:class:`_Session`) and
+shared by every model. A transform is then one ``withColumn``: one query analysis, one py4j
+call, as the built-in's.
 
 This relies on Spark internals (catalyst classes); where they are not as expected
 (another Spark version), :meth:`JvmAssigner.prediction` returns None after one warning and
@@ -15,6 +17,7 @@ the model assigns with the Arrow UDF instead.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 import numpy as np
@@ -73,8 +76,7 @@ def spark_prediction_udf(spark: Any, mllib_model: Any, uid: str) -> Any:
     jmodel = spark.sparkContext._jvm.org.apache.spark.ml.clustering.KMeansModel(
         uid, mllib_model)
     jmodel.setFeaturesCol("features").setPredictionCol("prediction")
-    empty = spark.createDataFrame([], T.StructType([T.StructField("features", VectorUDT())]))
-    plan = jmodel.transform(empty._jdf).queryExecution().analyzed()
+    plan = jmodel.transform(_shared(spark).empty_features()).queryExecution().analyzed()
     if plan.getClass().getSimpleName() == "Project":
         items = plan.projectList()
         last = items.apply(items.size() - 1)
@@ -115,11 +117,63 @@ def row_rule(catalyst: Catalyst, source: Column, kind: str, d: int,
     return rule
 
 
+class _Session:
+    """What every model's transform on one session shares (built once, not per model: each
+    Column function is a py4j call): the catalyst calls, an empty DataFrame of vectors, and
+    the row rule around Spark's UDF for each (column, kind, length, distance, mode)."""
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+        self.catalyst = Catalyst(spark)
+        self._empty: Any = None
+        self._guards: dict[tuple[Any, ...], tuple[Column, Column]] = {}
+
+    def empty_features(self) -> Any:
+        """An empty DataFrame (its JVM handle) of one vector column, ``features``."""
+        if self._empty is None:
+            schema = T.StructType([T.StructField("features", VectorUDT())])
+            self._empty = self.spark.createDataFrame([], schema)._jdf
+        return self._empty
+
+    def guard(self, features_col: str, kind: str, d: int, cosine: bool,
+              handle_invalid: str) -> tuple[Column, Column]:
+        """``(cases, valid)``: ``cases.otherwise(assign)`` is the prediction of a model
+        whose assignment is ``assign`` (an invalid row's is null, or raises under
+        ``"error"``, in the rule's order); ``valid`` the rule's "row is valid"."""
+        key = (features_col, kind, d, cosine, handle_invalid)
+        if key not in self._guards:
+            rule = row_rule(self.catalyst, F.col(features_col), kind, d, cosine)
+            invalid = rule[0][1]
+            for _, condition in rule[1:]:
+                invalid = invalid | condition
+            if handle_invalid == _rows.ERROR:  # one error, its message the first kind found
+                message = None
+                for verdict, condition in rule:
+                    text = F.lit(_rows.message(verdict, features_col, d))
+                    message = (F.when(condition, text) if message is None
+                               else message.when(condition, text))
+                cases = F.when(invalid, F.raise_error(message))
+            else:
+                cases = F.when(invalid, F.lit(None).cast(T.IntegerType()))
+            self._guards[key] = cases, ~invalid
+        return self._guards[key]
+
+
+_SESSIONS: weakref.WeakKeyDictionary[Any, _Session] = weakref.WeakKeyDictionary()
+
+
+def _shared(spark: Any) -> _Session:
+    if spark not in _SESSIONS:
+        _SESSIONS[spark] = _Session(spark)
+    return _SESSIONS[spark]
+
+
 class JvmAssigner:
     """Assigns in the JVM with Spark's own KMeansModel holding our centers (``mllib_model``,
     from :func:`mllib_kmeans_model`), under the row rule, in one Column (see the module
     docstring). Each Column is built once (every Column function is a py4j call: built per
-    transform they would cost more than the query analysis)."""
+    transform they would cost more than the query analysis; the row rule's, once per
+    session)."""
 
     def __init__(self, mllib_model: Any, uid: str, centers: np.ndarray, cosine: bool) -> None:
         self.mllib_model, self.uid, self.cosine = mllib_model, uid, cosine
@@ -147,8 +201,7 @@ class JvmAssigner:
         try:
             if self._udf is None:
                 self._udf = spark_prediction_udf(spark, self.mllib_model, self.uid)
-            catalyst = Catalyst(spark)
-            prediction, valid = self._guarded(catalyst, features_col, kind, handle_invalid)
+            prediction, valid = self._guarded(spark, features_col, kind, handle_invalid)
             return prediction.alias(prediction_col, metadata=metadata), valid
         except Exception as exc:  # a py4j error or another plan: not worth a failure
             logger.warning("transform: Spark's KMeansModel UDF could not be used (%s); "
@@ -156,23 +209,16 @@ class JvmAssigner:
             self._udf = False
             return None
 
-    def _guarded(self, catalyst: Catalyst, features_col: str, kind: str,
+    def _guarded(self, spark: Any, features_col: str, kind: str,
                  handle_invalid: str) -> tuple[Column, Column]:
         from pyspark.ml.functions import array_to_vector
 
+        shared = _shared(spark)
+        catalyst = shared.catalyst
         source = F.col(features_col)
         features = (array_to_vector(source.cast(T.ArrayType(T.DoubleType())))
                     if kind == _schema.ARRAY else source)
         assign = catalyst.column(self._udf.withNewChildren(
             catalyst.jvm.PythonUtils.toSeq([catalyst.expression(features)])))
-        rule = row_rule(catalyst, source, kind, self.d, self.cosine)
-        invalid = rule[0][1]
-        for _, condition in rule[1:]:
-            invalid = invalid | condition
-        valid = ~invalid
-        prediction = F.when(valid, assign)
-        if handle_invalid == _rows.ERROR:
-            for verdict, condition in rule:
-                message = _rows.message(verdict, features_col, self.d)
-                prediction = prediction.when(condition, F.raise_error(F.lit(message)))
-        return prediction, valid
+        cases, valid = shared.guard(features_col, kind, self.d, self.cosine, handle_invalid)
+        return cases.otherwise(assign), valid

@@ -163,9 +163,9 @@ def test_a_non_nullable_column(spark, data, path):
     assert out.columns == ["features", "prediction"]
     if path == "jvm":
         plan = physical_plan(out)
-        assert "isnotnull(features" not in plan and "THEN UDF(features" in plan, plan
+        assert "isnull(features" not in plan and "ELSE UDF(features" in plan, plan
         nullable = features_df(spark, X, "dense")
-        assert "isnotnull(features" in physical_plan(keeping(centers).transform(nullable))
+        assert "isnull(features" in physical_plan(keeping(centers).transform(nullable))
 
 
 def test_with_column_semantics(spark, data, path):
@@ -276,13 +276,19 @@ def big() -> tuple[np.ndarray, np.ndarray]:
 def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkeypatch):
     """Building the JVM model takes as many py4j calls for 100 x 100 centers as for 2 x 2
     (the old builder took one per number, 10,000), in the first transform (which builds it)
-    and in toSparkModel(); a second transform reuses the model and takes fewer."""
+    and in toSparkModel(); a second transform reuses the model and takes fewer, and so does
+    another model's first (the row rule around Spark's UDF is the session's)."""
     # 100 x 100 would take the Arrow path (see the next test); this one is about the JVM's
     monkeypatch.setattr(_predict, "ARROW_MIN_CENTER_VALUES", 10**9)
     X, centers = big
-    df = make_df(spark, X)
-    small_df = make_df(spark, X[:, :2])
-    model, small = LloydKMeansModel(centers), LloydKMeansModel(centers[:2, :2])
+    # A column name no other test uses: the row rule around Spark's UDF, shared by the
+    # models of a session per column and length, is built by both first transforms below;
+    # what every transform on the session shares, by this one.
+    df = make_df(spark, X).withColumnRenamed("features", "py4j")
+    small_df = make_df(spark, X[:, :2]).withColumnRenamed("features", "py4j")
+    model, small = (LloydKMeansModel(c).setFeaturesCol("py4j") for c in (centers,
+                                                                        centers[:2, :2]))
+    LloydKMeansModel(centers[:3, :3]).transform(make_df(spark, X[:, :3]))
 
     out = None
 
@@ -293,6 +299,10 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
     first = py4j_calls.of(transform)
     assert first <= py4j_calls.of(lambda: small.transform(small_df)) + 2, first
     assert py4j_calls.of(lambda: model.transform(df)) < first
+    # another model on the same column and length shares the row rule around Spark's UDF
+    # (a CrossValidator transforms a new model for every param map and fold)
+    other = LloydKMeansModel(centers + 1.0).setFeaturesCol("py4j")
+    assert py4j_calls.of(lambda: other.transform(df)) < first - 10
     assert [r.prediction for r in out.orderBy("id").collect()] == oracle(
         X, centers, "euclidean").tolist()
 
@@ -330,7 +340,7 @@ def test_the_jvm_path_is_sparks_udf_under_the_row_rule(spark, data):
     X, centers = data
     df = features_df(spark, X, "dense")
     plan = physical_plan(keeping(centers).transform(df))
-    assert "CASE WHEN ((isnotnull(features#" in plan and "THEN UDF(features#" in plan, plan
+    assert "CASE WHEN ((isnull(features#" in plan and "ELSE UDF(features#" in plan, plan
     assert "array_max(unwrap_udt(features#" in plan, plan
     assert plan.count("Project [") == 1 and "vector_to_array" not in plan, plan
 
