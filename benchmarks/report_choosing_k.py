@@ -15,13 +15,38 @@ IMAGE = "images/benchmarks_choosing_k.png"
 SWEEP_VS_SPARK, SWEEP_VS_ONE_BY_ONE, CV_VS_SPARK = 0.25, 0.6, 0.3
 
 
-def newest(results: Path = RESULTS) -> tuple[Path, dict[str, Any]] | None:
-    """The newest real (not smoke) choosing-k record, with its path."""
+def real_runs(results: Path = RESULTS) -> list[tuple[Path, dict[str, Any]]]:
+    """Every real (not smoke) choosing-k record with its path, newest first."""
+    found = []
     for path in sorted(results.glob("choosing-k-*.json"), reverse=True):
         record = json.loads(path.read_text())
         if not record.get("smoke"):
-            return path, record
-    return None
+            found.append((path, record))
+    return found
+
+
+def newest(results: Path = RESULTS) -> tuple[Path, dict[str, Any]] | None:
+    """The newest real (not smoke) choosing-k record, with its path."""
+    runs = real_runs(results)
+    return runs[0] if runs else None
+
+
+def _earlier(results: Path, shown: Path) -> list[str]:
+    """A line per older real run: its commit and ratios (how much they move between runs)."""
+    lines = []
+    for path, record in real_runs(results):
+        if path == shown:
+            continue
+        s, c = record["sweep"], record["cross_validator"]
+        commit = record["environment"].get("git", {}).get("commit") or "?"
+        lines.append(f"- `{path.name}` (commit `{commit[:12]}`): sweep {s['ratio_vs_spark']:.2f}x "
+                     f"Spark, {s['ratio_vs_one_by_one']:.2f}x one by one; CrossValidator "
+                     f"{c['ratio']:.2f}x ({c['ours_seconds']:.1f} s / "
+                     f"{c['spark_kmeans_seconds']:.1f} s)")
+    if not lines:
+        return []
+    return ["Earlier real runs of the same benchmark, on older code (the tables above are "
+            "the newest run's):", "", *lines, ""]
 
 
 def _verdict(value: float, limit: float) -> str:
@@ -83,6 +108,7 @@ def section(found: tuple[Path, dict[str, Any]] | None) -> list[str]:
         "each model's `transform` of its validation fold, about 0.7-1 s each here); ours "
         "spends the rest in one `fitMultiple` per fold.",
         "",
+        *_earlier(path.parent, path),
     ]
 
 
