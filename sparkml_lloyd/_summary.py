@@ -74,16 +74,6 @@ class LloydKMeansSummary:
         #: it stopped at ``maxIter``.
         self.converged = converged
 
-    @classmethod
-    def of_fit(cls, result: FitResult, predictions: Callable[[], DataFrame],
-               predictionCol: str, featuresCol: str, k: int) -> LloydKMeansSummary:
-        """The summary of a fit's result (``k`` the param, as Spark's summary has it);
-        ``predictions`` makes the training predictions on first use."""
-        return cls(predictions, predictionCol, featuresCol, k=k,
-                   numIter=result.num_iter, trainingCost=result.training_cost,
-                   clusterSizes=result.cluster_sizes, costHistory=result.cost_history,
-                   iterations=result.iterations, converged=result.converged)
-
     @property
     def predictions(self) -> DataFrame:
         """The training data with the prediction column (``model.transform`` of it; given as
@@ -103,3 +93,15 @@ class LloydKMeansSummary:
             f"converged={self.converged}, trainingCost={self.trainingCost:.6g}, "
             f"clusterSizes={self.clusterSizes})"
         )
+
+
+def of_fit(result: FitResult, predictions: Callable[[], DataFrame], predictionCol: str,
+           featuresCol: str, k: int) -> LloydKMeansSummary:
+    """The summary of a fit's result (``k`` the param, as Spark's summary has it);
+    ``predictions`` makes the training predictions on first use."""
+    return LloydKMeansSummary(
+        predictions, predictionCol, featuresCol, k=k, numIter=result.num_iter,
+        trainingCost=result.training_cost, clusterSizes=result.cluster_sizes,
+        costHistory=result.cost_history, iterations=result.iterations,
+        converged=result.converged)
+

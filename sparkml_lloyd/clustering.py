@@ -27,6 +27,7 @@ from sparkml_lloyd import (
     _persistence,
     _predict,
     _predict_arrow,
+    _summary,
 )
 from sparkml_lloyd._params import _LloydKMeansParams, check, fit_config
 from sparkml_lloyd._persistence import AtomicWriter, CheckedReader
@@ -236,7 +237,7 @@ class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable,
         model = LloydKMeansModel(result.centers)
         model._resetUid(self.uid)
         self._copyValues(model)
-        model._summary = LloydKMeansSummary.of_fit(
+        model._summary = _summary.of_fit(
             result, lambda: model.transform(dataset), model.getPredictionCol(),
             model.getFeaturesCol(), self.getK())
         return model
