@@ -76,7 +76,7 @@ def spark_prediction_udf(spark: Any, mllib_model: Any, uid: str) -> Any:
     jmodel = spark.sparkContext._jvm.org.apache.spark.ml.clustering.KMeansModel(
         uid, mllib_model)
     jmodel.setFeaturesCol("features").setPredictionCol("prediction")
-    plan = jmodel.transform(_shared(spark).empty_features()).queryExecution().analyzed()
+    plan = jmodel.transform(_shared(spark).empty_features(spark)).queryExecution().analyzed()
     if plan.getClass().getSimpleName() == "Project":
         items = plan.projectList()
         last = items.apply(items.size() - 1)
@@ -123,16 +123,15 @@ class _Session:
     the row rule around Spark's UDF for each (column, kind, length, distance, mode)."""
 
     def __init__(self, spark: Any) -> None:
-        self.spark = spark
         self.catalyst = Catalyst(spark)
         self._empty: Any = None
         self._guards: dict[tuple[Any, ...], tuple[Column, Column]] = {}
 
-    def empty_features(self) -> Any:
+    def empty_features(self, spark: Any) -> Any:
         """An empty DataFrame (its JVM handle) of one vector column, ``features``."""
         if self._empty is None:
             schema = T.StructType([T.StructField("features", VectorUDT())])
-            self._empty = self.spark.createDataFrame([], schema)._jdf
+            self._empty = spark.createDataFrame([], schema)._jdf
         return self._empty
 
     def guard(self, features_col: str, kind: str, d: int, cosine: bool,
@@ -159,13 +158,15 @@ class _Session:
         return self._guards[key]
 
 
+#: Per session (weakly: an entry goes with its session, which it does not reference).
 _SESSIONS: weakref.WeakKeyDictionary[Any, _Session] = weakref.WeakKeyDictionary()
 
 
 def _shared(spark: Any) -> _Session:
-    if spark not in _SESSIONS:
-        _SESSIONS[spark] = _Session(spark)
-    return _SESSIONS[spark]
+    held = _SESSIONS.get(spark)
+    if held is None:
+        held = _SESSIONS[spark] = _Session(spark)
+    return held
 
 
 class JvmAssigner:
