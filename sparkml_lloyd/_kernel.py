@@ -142,7 +142,8 @@ def nearest(
 
 def _scores_buffer(x: Rows, p: Prepared) -> np.ndarray | None:
     """The ``k x CHUNK_ROWS`` scores of a dense block's full chunks, allocated once a block
-    (a fresh array a chunk costs page faults: ~20% of a pass at k = d = 20)."""
+    (a fresh array a chunk costs page faults; with the sums' CSC product, an iteration at
+    (1e6, 20, 20) went from 86 to 62 ms)."""
     if sp.issparse(x) or x.shape[0] < CHUNK_ROWS:
         return None
     return np.empty((p.centers.shape[0], CHUNK_ROWS))
