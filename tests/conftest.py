@@ -28,8 +28,16 @@ NEEDS_JAVA = ("spark", "cluster")
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist starts its workers
 def pytest_configure(config: pytest.Config) -> None:
-    """Without Java, no xdist workers: the run collects here and stops with the one-line
-    message below (or runs the tests that need no Spark)."""
+    """Every JVM the run starts through ``spark-submit`` (the local session, Connect
+    servers, the drivers of subprocesses, xdist workers inheriting this environment) gets
+    :data:`tests.procs.FAST_JVM_OPTS` by ``SPARK_SUBMIT_OPTS``. Without Java, no xdist
+    workers: the run collects here and stops with the one-line message below (or runs the
+    tests that need no Spark)."""
+    from tests.procs import FAST_JVM_OPTS
+
+    opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
+    if FAST_JVM_OPTS not in opts:
+        os.environ["SPARK_SUBMIT_OPTS"] = f"{opts} {FAST_JVM_OPTS}".strip()
     if getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput"):
         try:
             check_java()

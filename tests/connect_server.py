@@ -34,6 +34,7 @@ BASE_CONF = {
     "spark.connect.execute.manager.detachedTimeout": "5s",
     "spark.connect.execute.manager.maintenanceInterval": "1s",
     "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "2",  # as the classic sessions (sparkml_lloyd.session)
 }
 
 

@@ -50,6 +50,7 @@ from typing import IO, TYPE_CHECKING, Any
 import psutil
 
 from tests.procs import (
+    FAST_JVM_OPTS,
     alive,
     cmdline,
     descendants,
@@ -74,15 +75,6 @@ EVENT_PREFIX = "@@spark-cluster-event@@ "
 """Prefix of the stdout lines a driver child uses to report events."""
 
 _PR_SET_PDEATHSIG = 1
-
-FAST_JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-"""JVM flags that halve start-up time of every JVM on a small (2-core) box.
-
-C1-only JIT and the serial GC cost peak throughput, which these short test
-jobs never reach; they are used for the master/workers and, via
-:func:`session_conf`, for the driver and executors.
-"""
-
 
 class ClusterStartError(RuntimeError):
     """The standalone cluster did not come up; the message has the log tails."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,10 +174,17 @@ def test_a_status_tracker_that_fails_does_not_fail_the_fit(spark, blobs_df, monk
 
 
 def test_nothing_of_the_loop_outlives_the_fit(spark, blobs_df):
+    """When the fit returns, the loop's job has ended and its thread is gone. (Spark's status
+    tracker hears of a job's end from its listener bus, a moment after the job's action
+    returns: on a loaded machine a little later, so it is given a few seconds.)"""
     before = set(threading.enumerate())
     LloydKMeans(k=5, seed=3, maxIter=10).fit(blobs_df)
-    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
     assert set(threading.enumerate()) <= before
+    tracker = spark.sparkContext.statusTracker()
+    deadline = time.monotonic() + 10.0
+    while tracker.getActiveJobsIds() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tracker.getActiveJobsIds() == []
 
 
 def test_partitions_are_capped_at_the_task_slots():
