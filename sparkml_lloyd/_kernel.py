@@ -127,16 +127,30 @@ def nearest(
     are a ``k x rows`` matrix, so each center's scores are contiguous and the minimum is a
     running elementwise minimum over the centers (faster than ``argmin`` along short rows).
     """
+    labels, dist = _nearest(x, centers, distance, centers_sq, with_distances=True)
+    assert dist is not None
+    return labels, dist
+
+
+def nearest_labels(x: Rows, centers: Rows | Prepared, distance: str = EUCLIDEAN) -> np.ndarray:
+    """The labels of :func:`nearest` alone: what a transform needs (a Euclidean distance
+    costs a pass over ``x`` for the rows' norms)."""
+    return _nearest(x, centers, distance, None, with_distances=False)[0]
+
+
+def _nearest(x: Rows, centers: Rows | Prepared, distance: str, centers_sq: np.ndarray | None,
+             with_distances: bool) -> tuple[np.ndarray, np.ndarray | None]:
     p = centers if isinstance(centers, Prepared) else Prepared(centers, centers_sq)
     n = x.shape[0]
     labels = np.empty(n, dtype=np.int32)
-    dist = np.empty(n, dtype=np.float64)
+    dist = np.empty(n, dtype=np.float64) if with_distances else None
     scores = _scores_buffer(x, p)
     for start in range(0, n, CHUNK_ROWS):
         xc = x[start : start + CHUNK_ROWS]
-        lab, d = _nearest_chunk(xc, p, distance, scores)
+        lab, best = _nearest_chunk(xc, p, scores)
         labels[start : start + xc.shape[0]] = lab
-        dist[start : start + xc.shape[0]] = d
+        if dist is not None:
+            dist[start : start + xc.shape[0]] = _distances(xc, p, distance, lab, best)
     return labels, dist
 
 
@@ -149,27 +163,32 @@ def _scores_buffer(x: Rows, p: Prepared) -> np.ndarray | None:
     return np.empty((p.centers.shape[0], CHUNK_ROWS))
 
 
-def _nearest_chunk(xc: Rows, p: Prepared, distance: str,
+def _nearest_chunk(xc: Rows, p: Prepared,
                    scores: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`nearest` of one chunk of at most :data:`CHUNK_ROWS` rows; a full dense chunk's
-    scores go into ``scores``."""
+    """The label and best score (``|c|^2 - 2 x.c``) of every row of one chunk of at most
+    :data:`CHUNK_ROWS` rows; a full dense chunk's scores go into ``scores``."""
     if sp.issparse(xc):  # (rows, k) from the sparse product; argmin along the rows
         score = _dense(xc @ p.minus_2c_t)
         score += p.sq
         lab = np.argmin(score, axis=1).astype(np.int32)  # the first of equal minima
-        best = score[np.arange(xc.shape[0]), lab]
-    else:  # (k, rows): each center's scores contiguous
-        full = scores is not None and scores.shape[1] == xc.shape[0]
-        score = np.matmul(p.minus_2c, xc.T, out=scores) if full else p.minus_2c @ xc.T
-        score += p.sq[:, None]
-        lab, best = _nearest_scores(score, p.centers.shape[0])
+        return lab, score[np.arange(xc.shape[0]), lab]
+    # (k, rows): each center's scores contiguous
+    full = scores is not None and scores.shape[1] == xc.shape[0]
+    score = np.matmul(p.minus_2c, xc.T, out=scores) if full else p.minus_2c @ xc.T
+    score += p.sq[:, None]
+    return _nearest_scores(score, p.centers.shape[0])
+
+
+def _distances(xc: Rows, p: Prepared, distance: str, lab: np.ndarray,
+               best: np.ndarray) -> np.ndarray:
+    """The distance of each row of a chunk to its nearest center, from its best score."""
     if distance == COSINE:
         # best = |c|^2 - 2 x.c with |c| = 1, so x.c = (|c|^2 - best) / 2.
         d = 1.0 - (p.sq[lab] - best) * 0.5
     else:
         d = row_norms_sq(xc) + best
     np.maximum(d, 0.0, out=d)
-    return lab, d
+    return d
 
 
 def _dense(a: Any) -> np.ndarray:
@@ -239,9 +258,9 @@ def block_stats(
     for start in range(0, n, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, n)
         xc = x[start:stop]
-        lab, dc = _nearest_chunk(xc, p, distance, scores)
+        lab, best = _nearest_chunk(xc, p, scores)
         labels[start:stop] = lab
-        dist[start:stop] = dc
+        dist[start:stop] = _distances(xc, p, distance, lab, best)
         _add_chunk_sums(sums, xc, lab, None if weights is None else weights[start:stop])
     return _stats(sums, labels, dist, weights, k)
 

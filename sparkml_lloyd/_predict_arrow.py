@@ -37,8 +37,7 @@ def predict_one(value: Vector | Any, centers: np.ndarray, distance: str,
         if handle_invalid == _rows.ERROR:
             raise ValueError(_rows.message(kind, None, d))
         return None
-    labels, _ = K.nearest(x, K.unit_centers(centers, distance), distance)
-    return int(labels[0])
+    return int(K.nearest_labels(x, K.unit_centers(centers, distance), distance)[0])
 
 
 def predict_arrow(columns: dict[str, pa.Array], centers: np.ndarray | K.Prepared,
@@ -53,7 +52,7 @@ def predict_arrow(columns: dict[str, pa.Array], centers: np.ndarray | K.Prepared
     problem = _rows.first_problem(verdict)
     if problem is not None and handle_invalid == _rows.ERROR:
         raise ValueError(_rows.message(problem, features_col, d))
-    labels = K.nearest(x, centers, distance)[0] if x.shape[0] else np.empty(0, np.int32)
+    labels = K.nearest_labels(x, centers, distance) if x.shape[0] else np.empty(0, np.int32)
     if problem is None:
         return pa.array(labels, pa.int32())
     invalid = verdict != _rows.VALID

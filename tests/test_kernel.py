@@ -50,6 +50,36 @@ def test_nearest_matches_brute_force_across_chunks(monkeypatch, k, d):
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("distance", [K.EUCLIDEAN, K.COSINE])
+def test_the_labels_alone_are_those_of_nearest(monkeypatch, distance):
+    """nearest_labels (transform's: no distances) gives nearest's labels, brute force's."""
+    monkeypatch.setattr(K, "CHUNK_ROWS", 41)
+    rng = np.random.default_rng(6)
+    x, c = rng.normal(size=(400, 6)), rng.normal(size=(K.RUNNING_MIN_MAX_K + 2, 6))
+    if distance == K.COSINE:
+        x, c = K.normalize_rows(x), K.normalize_rows(c)
+    labels = K.nearest_labels(x, c, distance)
+    np.testing.assert_array_equal(labels, K.nearest(x, c, distance)[0])
+    np.testing.assert_array_equal(labels, brute_force(x, c)[0])
+    np.testing.assert_array_equal(K.nearest_labels(x, c[:3], distance),
+                                  brute_force(x, c[:3])[0])
+
+
+def test_the_row_rule_tells_non_finite_values_from_a_sum_that_overflows():
+    """A row is non-finite when a value is NaN or infinite; finite values whose sum
+    overflows (1e308 + 1e308) are a valid row."""
+    from sparkml_lloyd import _rows
+
+    big, inf, nan = 1e308, np.inf, np.nan
+    x = np.array([[1.0, 2.0, 3.0], [big, big, 0.0], [big, big, nan], [inf, -inf, 0.0],
+                  [0.0, 0.0, -inf], [-big, -big, -big], [nan, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    assert _rows.judge(x, cosine=False).tolist() == [
+        _rows.VALID, _rows.VALID, _rows.NON_FINITE, _rows.NON_FINITE, _rows.NON_FINITE,
+        _rows.VALID, _rows.NON_FINITE, _rows.VALID]
+    assert _rows.judge(x, cosine=True)[[0, 1, 2, 7]].tolist() == [
+        _rows.VALID, _rows.VALID, _rows.NON_FINITE, _rows.ZERO_COSINE]
+
+
 @pytest.mark.parametrize("k", [2, 5, K.RUNNING_MIN_MAX_K + 3])
 def test_ties_go_to_the_lowest_index(k):
     """Duplicate centers: every point is equally near copies 0 and 1 (and 2, ...)."""
