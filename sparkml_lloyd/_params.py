@@ -219,4 +219,3 @@ def fit_config(params: _LloydKMeansParams) -> FitConfig:
                     else None),
         handle_invalid=params.getHandleInvalid(), initial_centers=initial,
     )
-

@@ -339,4 +339,3 @@ def model_reader(cls: type[S]) -> CheckedReader[S]:
         model._centers = read_centers(path, spark, metadata, cls.__name__)  # type: ignore[attr-defined]
 
     return CheckedReader(cls, read_data=read_data)
-

@@ -104,4 +104,3 @@ def of_fit(result: FitResult, predictions: Callable[[], DataFrame], predictionCo
         trainingCost=result.training_cost, clusterSizes=result.cluster_sizes,
         costHistory=result.cost_history, iterations=result.iterations,
         converged=result.converged)
-

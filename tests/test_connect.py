@@ -165,4 +165,3 @@ def test_transform_follows_the_row_rule_on_every_path_as_classic_does(spark, api
     keep = [[0, 0], [1, None], [2, None], [3, None], [4, None], [5, None], [6, 1], [7, 0]]
     assert remote["small vector keep"]["rows"] == keep
     assert remote["cosine array skip"]["rows"] == [[0, 1], [6, 0]]  # [0, 0] has no direction
-

@@ -227,4 +227,3 @@ def split_bench(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
             return argv[: i + 1], argv[i + 1:]
         break
     return argv, None
-
