@@ -137,6 +137,11 @@ def _pass_through(batches: Any) -> Any:
     yield from batches
 
 
+#: ``allGather`` calls of our fit's barrier tasks (:func:`sparkml_lloyd._barrier.fit_task`;
+#: two before 30 Nov 2026, as older records say).
+FIT_GATHERS = 1
+
+
 def _barrier_task(batches: Any, gathers: int, blob_bytes: int) -> Any:
     """A barrier task shaped like our fit's (:func:`sparkml_lloyd._barrier.fit_task`) without
     the fit: read the partition, meet the other tasks ``gathers`` times, and (task 0) return
@@ -173,8 +178,8 @@ def cost_breakdown(spark: Any, calls: int, blob_bytes: int) -> dict[str, Any]:
     * ``slots``: the task-slots query (:func:`sparkml_lloyd._connect.task_slots`);
     * ``barrier_job``: a barrier ``mapInArrow`` job shaped like the fit's (one row back from
       task 0 through a one-partition shuffle, collected): the fit's one query;
-    * ``rendezvous``: the same job with the fit's two ``allGather`` calls, minus
-      ``barrier_job`` (``one_gather``: with one);
+    * ``rendezvous``: the same job with the fit's ``gathers`` ``allGather`` calls (one),
+      minus ``barrier_job``;
     * ``result``: the same job returning ``blob_bytes`` (a fit's result), minus
       ``barrier_job``;
     * ``query``: a trivial non-barrier ``mapInArrow`` + ``collect``: what one query per pass
@@ -194,8 +199,7 @@ def cost_breakdown(spark: Any, calls: int, blob_bytes: int) -> dict[str, Any]:
         "slots": lambda: task_slots(spark),
         "query": lambda: rows.mapInArrow(_pass_through, "id long").collect(),
         "barrier_job": lambda: barrier(0, 0),
-        "rendezvous_job": lambda: barrier(2, 0),
-        "one_gather_job": lambda: barrier(1, 0),
+        "rendezvous_job": lambda: barrier(FIT_GATHERS, 0),
         "result_job": lambda: barrier(0, blob_bytes),
     }
     raw: dict[str, list[float]] = {name: [] for name in steps}
@@ -207,8 +211,7 @@ def cost_breakdown(spark: Any, calls: int, blob_bytes: int) -> dict[str, Any]:
     med = {name: median(ts) for name, ts in raw.items()}
     return {"task_slots": slots, "calls": calls, "result_bytes": blob_bytes, "raw": raw,
             "slots": med["slots"], "query": med["query"], "barrier_job": med["barrier_job"],
-            "rendezvous": med["rendezvous_job"] - med["barrier_job"],
-            "one_gather": med["one_gather_job"] - med["barrier_job"],
+            "rendezvous": med["rendezvous_job"] - med["barrier_job"], "gathers": FIT_GATHERS,
             "result": med["result_job"] - med["barrier_job"]}
 
 

@@ -114,12 +114,13 @@ def _costs_table(cells: list[dict[str, Any]]) -> list[str]:
         estimate = per_query / builtin if per_query and builtin and builtin > 0 else None
         rows.append([
             R._cell_name(c), _seconds(k["slots"]), _seconds(k["barrier_job"]),
-            f"{_seconds(k['rendezvous'])} ({_seconds(k.get('one_gather'))})",
+            f"{_seconds(k['rendezvous'])} ({k.get('gathers', 2)}"
+            + (f"; one alone: {_seconds(k['one_gather'])})" if "one_gather" in k else ")"),
             f"{_seconds(k['result'])} ({R._fmt_bytes(k['result_bytes'])})",
             f"{fixed:.3f}", R._fmt_s(whole_fixed), _seconds(k["query"]),
             f"{R._fmt_s(per_query)} ({R._fmt_x(estimate)})",
         ])
-    return R._table(["cell", "task-slots query", "barrier job", "rendezvous: 2 (1) allGather",
+    return R._table(["cell", "task-slots query", "barrier job", "rendezvous (allGather calls)",
                      "returning the result (bytes)", "sum: paid once a fit",
                      "ours T(m1) - m1 x iteration", "one trivial query",
                      "an iteration with one query a pass (/ best built-in)"], rows)
@@ -162,8 +163,9 @@ def section(record: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
         "garbage collection before a timed call (a client cannot ask for one), and ours "
         "reports its iterations only after the fit, so they are not timed one by one. On "
         "Connect our fit is one small query (the task slots), then one barrier `mapInArrow` "
-        "job whose tasks read their partitions into blocks in their own memory, meet twice "
-        "(`allGather`: pooled findings, then the coordinator's address) and answer every "
+        "job whose tasks read their partitions into blocks in their own memory, meet once "
+        "(`allGather`: pooled findings and the coordinator's address; twice, one for each, "
+        "before 30 Nov 2026: see the run's commit) and answer every "
         "pass over a socket to task 0, which runs the Lloyd loop; only the result goes back "
         "to the client (`sparkml_lloyd/_connect.py`, `_barrier.py`). Our `transform` there "
         "is always the numpy kernel in an Arrow UDF (no JVM to take Spark's UDF from). "
@@ -201,11 +203,11 @@ def section(record: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
         "*task-slots query* (`spark.range(1 << 16)`'s distinct partition ids: a barrier "
         "stage must fit in the slots); the *barrier job* (a barrier `mapInArrow` shaped like "
         "the fit's, one row back from task 0 through a one-partition shuffle, collected); "
-        "the *rendezvous*, the same job with the fit's two `allGather` calls, minus the "
-        "barrier job (in brackets: with one; a task waiting in `allGather` checks for the "
-        "answer once a second, `Thread.sleep(1000)` in Spark's `BarrierTaskContext`, so each "
-        "costs up to a second whatever the data); *returning the result*, the same job "
-        "returning "
+        "the *rendezvous*, the same job with the fit's `allGather` calls (in brackets: one "
+        "since 30 Nov 2026, two before), minus the barrier job (a task waiting in "
+        "`allGather` checks for the answer once a second, `Thread.sleep(1000)` in Spark's "
+        "`BarrierTaskContext`, so each costs up to a second whatever the data); *returning "
+        "the result*, the same job returning "
         "as many bytes as a fit of m2 iterations returns (pickled centers, cost history, "
         "per-iteration records), minus the barrier job. Their *sum* is paid once a fit; "
         "*ours T(m1) - m1 x iteration* is the whole fixed cost of our fit, measured (it also "

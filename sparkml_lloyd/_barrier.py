@@ -4,11 +4,13 @@ Under Spark Connect the client may be far away: no executor can reach it, and ev
 a round trip to the server (~0.2 s). So the fit runs where the data is: one
 ``mapInArrow(..., barrier=True)`` job whose tasks (all running at once) each read their
 partition into blocks held in the task's memory (:func:`sparkml_lloyd._prepare.blocks_of`),
-then meet twice (``BarrierTaskContext.allGather``): to pool their findings, and to learn the
-coordinator's address. Task 0 is the coordinator: it checks the data and the memory, and runs
-the fit driver (:func:`sparkml_lloyd._fit.run`) over the executor loop's protocol
-(:mod:`sparkml_lloyd._loop`), every task (its own too, from a thread) answering the passes on
-its blocks. Only the result goes back to the client, in chunks (:func:`decode`).
+then meet once (``BarrierTaskContext.allGather``, up to a second each whatever the data): to
+pool their findings and learn the coordinator's address, task 0 listening before they meet.
+Task 0 is the coordinator: once every task has connected it checks the data and the memory
+(a problem: it tells every task to stop), and runs the fit driver
+(:func:`sparkml_lloyd._fit.run`) over the executor loop's protocol (:mod:`sparkml_lloyd._loop`),
+every task (its own too, from a thread) answering the passes on its blocks. Only the result goes
+back to the client, in chunks (:func:`decode`).
 
 A problem with the data (a ``ValueError`` of the checks or of the initialisation) ends the job
 normally with an ``error`` row, which the client raises: a failed barrier stage would be
@@ -38,7 +40,6 @@ RESULT_SCHEMA = "kind string, idx int, blob binary"
 CHUNK_BYTES = 16 << 20
 #: Seconds the coordinator waits for every task to connect.
 CONNECT_TIMEOUT = 60.0
-_STOP = "stop"
 
 
 def _encode(obj: Any) -> str:
@@ -101,24 +102,18 @@ def fit_task(batches: Iterable[pa.RecordBatch], cfgs: list[_fit.FitConfig],
         found = _prepare.Findings()
         found.hosts = _memory.Hosts.here(0, me)
         parts.append(found)
-    everyone = [_decode(m) for m in ctx.allGather(_encode(_prepare.Findings.merged(parts)))]
-    coordinator = server = None
-    message = ""
+    # Task 0 listens before the tasks meet, so that one allGather both pools the findings
+    # and gives everyone the coordinator's address: each allGather costs up to a second
+    # (Spark's BarrierTaskContext checks for the answer once a second).
+    server = None
+    address = ""
     if me == 0:
-        found = _prepare.Findings.merged(everyone)
-        problem = _check(found, cfgs, len(everyone))
-        if problem is not None:
-            message = _STOP
-        else:
-            host = ctx.getTaskInfos()[0].address.rsplit(":", 1)[0]
-            server = _loop.Coordinator(len(everyone), host, host, CONNECT_TIMEOUT)
-            message = f"{server.address[0]}:{server.address[1]}:{server.token}"
-    address = ctx.allGather(message)[0]
-    if address == _STOP:
-        if me == 0:
-            yield from _rows("error", problem)
-        return
-    host, port, token = address.rsplit(":", 2)
+        host = ctx.getTaskInfos()[0].address.rsplit(":", 1)[0]
+        server = _loop.Coordinator(len(ctx.getTaskInfos()), host, host, CONNECT_TIMEOUT)
+        address = f"{server.address[0]}:{server.address[1]}:{server.token}"
+    everyone = [_decode(m) for m in ctx.allGather(
+        _encode((_prepare.Findings.merged(parts), address)))]
+    host, port, token = everyone[0][1].rsplit(":", 2)
 
     def compute(msg: tuple[Any, Any, dict[str, Any]]) -> Any:
         fn, centers, kwargs = msg
@@ -127,7 +122,7 @@ def fit_task(batches: Iterable[pa.RecordBatch], cfgs: list[_fit.FitConfig],
 
     if me != 0:  # a lost coordinator fails this task too: Spark then reruns the whole stage
         _loop.serve((host, int(port)), token, me, compute, required=True)
-        return
+        return  # told to stop: the fit is done, or the data cannot serve it
     assert server is not None
     mine = threading.Thread(target=_loop.serve, args=((host, int(port)), token, 0, compute),
                             daemon=True)
@@ -135,13 +130,20 @@ def fit_task(batches: Iterable[pa.RecordBatch], cfgs: list[_fit.FitConfig],
     centers_seen: list[list[Any]] = [[] for _ in cfgs]
     try:
         server.wait_for_tasks(problem=lambda: None)
-        coordinator = _LoopPasses(server)
-        callbacks = [(lambda r, c, seen=seen: seen.append(c)) if record_centers else None
-                     for seen in centers_seen]
-        results = _fit.run_many(coordinator, found, cfgs, callbacks)
+        found = _prepare.Findings.merged([f for f, _ in everyone])
+        problem = _check(found, cfgs, len(everyone))
+        if problem is not None:
+            results = None
+        else:
+            callbacks = [(lambda r, c, seen=seen: seen.append(c)) if record_centers else None
+                         for seen in centers_seen]
+            results = _fit.run_many(_LoopPasses(server), found, cfgs, callbacks)
     finally:
-        server.close()
+        server.close()  # tells every task to stop
         mine.join(timeout=5.0)
+    if results is None:
+        yield from _rows("error", problem)
+        return
     # a fit the data cannot serve (too few distinct points ...) is the client's ValueError
     yield from _rows("result", [(str(r), None) if isinstance(r, ValueError)
                                 else (r, seen if record_centers else None)

@@ -42,7 +42,7 @@ def test_smoke_connect_cell(smoke_run):
     costs = cell["costs"]
     assert costs["task_slots"] == 2 and costs["calls"] == 2
     assert min(costs["slots"], costs["query"], costs["barrier_job"]) > 0
-    assert costs["rendezvous"] > 0  # two allGathers cost something
+    assert costs["gathers"] == 1 and costs["rendezvous"] > 0  # an allGather costs something
     assert costs["result_bytes"] == result_bytes(cell["k"], cell["d"],
                                                  cell["competitors"]["ours"]["m2"])
     probe = cell["memory"]["cache_by_competitor"]["ours"]
