@@ -104,7 +104,8 @@ class SweepRow:
 
 @dataclass
 class SweepResult:
-    """What :func:`sweep` found: a row per k, the models, the knee, the sample size."""
+    """What :func:`sweep` found: a row per k, the models, the knee, and ``sample_rows``, the
+    rows the silhouettes scored (the sample's valid rows)."""
 
     rows: list[SweepRow]
     models: dict[int, LloydKMeansModel] = field(repr=False)
@@ -203,6 +204,9 @@ def sweep(dataset: DataFrame, k: Iterable[int] = range(2, 11), *,
     sample, sample_rows, cached = _sample(dataset, silhouette_sample, estimator.getSeed())
     rows = []
     try:
+        if estimator.getHandleInvalid() != "error":  # count the rows scored, not the sample's
+            sample_rows = by_k[ks[0]].copy({by_k[ks[0]].handleInvalid: "skip"}).transform(
+                sample).count()
         for v in ks:
             model, summary = by_k[v], by_k[v].summary
             evaluator.setPredictionCol(model.getPredictionCol())

@@ -111,6 +111,7 @@ def test_invalid_rows_left_out_of_the_fit_are_left_out_of_the_silhouette(spark, 
     clean = spark.createDataFrame([(Vectors.dense(r),) for r in x], ["features"])
     expected = ClusteringEvaluator().evaluate(result.models[3].transform(clean))
     assert {r.k: r.silhouette for r in result.rows}[3] == pytest.approx(expected, rel=1e-12)
+    assert result.sample_rows == 1500  # the NaN row is not scored
 
 
 def test_bad_arguments_are_named(walkthrough):
