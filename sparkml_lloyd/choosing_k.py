@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sparkml_lloyd import _rows
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
@@ -204,14 +206,14 @@ def sweep(dataset: DataFrame, k: Iterable[int] = range(2, 11), *,
     sample, sample_rows, cached = _sample(dataset, silhouette_sample, estimator.getSeed())
     rows = []
     try:
-        if estimator.getHandleInvalid() != "error":  # count the rows scored, not the sample's
-            sample_rows = by_k[ks[0]].copy({by_k[ks[0]].handleInvalid: "skip"}).transform(
+        if estimator.getHandleInvalid() != _rows.ERROR:  # the rows scored, not the sample's
+            sample_rows = by_k[ks[0]].copy({by_k[ks[0]].handleInvalid: _rows.SKIP}).transform(
                 sample).count()
         for v in ks:
             model, summary = by_k[v], by_k[v].summary
             evaluator.setPredictionCol(model.getPredictionCol())
             # the rows the fit used: invalid ones (handleInvalid "skip" or "keep") left out
-            scorer = model.copy({model.handleInvalid: "skip"})
+            scorer = model.copy({model.handleInvalid: _rows.SKIP})
             rows.append(SweepRow(k=v, cost=summary.trainingCost,
                                  silhouette=evaluator.evaluate(scorer.transform(sample)),
                                  iterations=summary.numIter, converged=summary.converged,
