@@ -326,9 +326,13 @@ def time_transform(model: Any, df: DataFrame) -> tuple[float, float, int]:
 def transform_path(model: LloydKMeansModel, df: DataFrame) -> str:
     """Which path our ``model.transform(df)`` takes, read from Spark's optimized plan (one
     query analysis, untimed): ``"arrow"`` when a Python UDF evaluates it (the numpy kernel in
-    an Arrow UDF), else ``"jvm"`` (Spark's KMeansModel UDF under the row rule)."""
+    an Arrow UDF), ``"jvm-predict"`` when Spark's KMeansModel ``predict`` is called from the
+    generated code under the row rule, ``"jvm"`` for Spark's KMeansModel UDF under the row
+    rule (the JVM path before 30 Nov 2026)."""
     plan = str(model.transform(df)._jdf.queryExecution().optimizedPlan().toString())
-    return "arrow" if "EvalPython" in plan else "jvm"
+    if "EvalPython" in plan:
+        return "arrow"
+    return "jvm-predict" if "clustering.KMeansModel@" in plan else "jvm"
 
 
 def same_centers_model(builtin: MLKMeansModel) -> LloydKMeansModel:

@@ -113,7 +113,7 @@ def _storage(ui_port: int) -> dict[int, int]:
 
 def _transform_path(model: Any, df: Any) -> str:
     """Under Connect our transform runs the numpy kernel in an Arrow UDF
-    (:mod:`sparkml_lloyd._predict`): there is no JVM to take Spark's UDF from."""
+    (:mod:`sparkml_lloyd._predict`): there is no JVM to call."""
     from sparkml_lloyd import _predict
 
     assert not _predict.on_jvm(df)

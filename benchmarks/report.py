@@ -443,12 +443,15 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
     paths = any("ours_path" in c.get("transform", {}) for c in _cells(record))
     if paths:
         lines[-1] += (
-            " *Ours assigns with* is read from the plan of our transform: *Spark UDF + row "
-            "rule* is Spark's own assignment UDF (from Spark's `KMeansModel` holding our "
-            "centers) inside `CASE WHEN <row is valid> THEN UDF(features) ... END`, the row "
-            "rule checked on the vector's stored values and applied per `handleInvalid` "
-            "(shown; `\"error\"` is the default); *Arrow UDF* is our numpy kernel in an "
-            "Arrow UDF (large `k x d`).")
+            " *Ours assigns with* is read from the plan of our transform: *Spark predict + "
+            "row rule* is the `predict` of Spark's own `KMeansModel` holding our centers, "
+            "called from the query's generated code (no UDF) inside `CASE WHEN <row is "
+            "valid> THEN predict(features) ... END`, the row rule checked by one `x . x` "
+            "pass over each vector (its stored values scanned only where that is not "
+            "finite) and applied per `handleInvalid` (shown; `\"error\"` is the default); "
+            "*Spark UDF + row rule* (runs before 30 Nov 2026) was Spark's assignment UDF "
+            "inside the same `CASE`, the rule two scans of every vector's stored values; "
+            "*Arrow UDF* is our numpy kernel in an Arrow UDF (large `k x d`).")
     lines.append("")
     rows = []
     for c in _cells(record):
@@ -473,7 +476,8 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
 
 def _transform_path(t: dict[str, Any]) -> str:
     """How our transform assigned (older records do not say)."""
-    path = {"jvm": "Spark UDF + row rule", "arrow": "Arrow UDF"}.get(t.get("ours_path", ""))
+    path = {"jvm-predict": "Spark predict + row rule", "jvm": "Spark UDF + row rule",
+            "arrow": "Arrow UDF"}.get(t.get("ours_path", ""))
     if path is None:
         return "-"
     return f"{path} (`handleInvalid=\"{t.get('ours_handle_invalid', '?')}\"`)"

@@ -168,7 +168,7 @@ def section(record: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
         "before 30 Nov 2026: see the run's commit) and answer every "
         "pass over a socket to task 0, which runs the Lloyd loop; only the result goes back "
         "to the client (`sparkml_lloyd/_connect.py`, `_barrier.py`). Our `transform` there "
-        "is always the numpy kernel in an Arrow UDF (no JVM to take Spark's UDF from). "
+        "is always the numpy kernel in an Arrow UDF (no JVM to call). "
         "The alternative tried (30 Nov, this machine, (1e6, 20, 20), medians of 5 calls, "
         "`model.transform(df).agg(sum(prediction))`): Spark's own KMeansModel with our "
         "centers, loaded on the server (as `toSparkModel` does), with the row rule as "

@@ -5,11 +5,14 @@ exists, even for a classic session beside it.)
 
 * a Column <-> its catalyst expression (how differs between pyspark 3.5 and 4:
   :func:`sparkml_lloyd._compat.column_converter`);
-* a vector column as its stored struct, without a copy (catalyst's ``UnwrapUDT``).
+* a vector column as its stored struct, without a copy (catalyst's ``UnwrapUDT``);
+* a JVM method called row by row from the generated code of a query (catalyst's ``Invoke``,
+  as Spark's own encoders call methods), on a literal that holds a JVM object.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -38,6 +41,7 @@ class Catalyst:
     def __init__(self, spark: SparkSession) -> None:
         self.jvm = spark.sparkContext._jvm
         self._expression, self._column = _compat.column_converter(self.jvm)
+        self._types: dict[str, Any] = {}  # JVM DataTypes, by JSON or class name
 
     def expression(self, col: Column) -> Any:
         return self._expression(col._jc)
@@ -52,3 +56,34 @@ class Catalyst:
         ``UnwrapUDT`` only changes the type."""
         unwrap = self.jvm.org.apache.spark.sql.catalyst.expressions.UnwrapUDT
         return self.column(unwrap(self.expression(col)))
+
+    def data_type(self, name: str) -> Any:
+        """The JVM ``DataType`` of a simple type name (``"integer"``, ``"double"``)."""
+        if name not in self._types:
+            self._types[name] = self.jvm.org.apache.spark.sql.types.DataType.fromJson(
+                json.dumps(name))
+        return self._types[name]
+
+    def object_type(self, class_name: str) -> Any:
+        """Catalyst's ``ObjectType`` of a JVM class: a value that is a Java object."""
+        if class_name not in self._types:
+            cls = self.jvm.org.apache.spark.util.Utils.classForName(class_name, True, False)
+            self._types[class_name] = self.jvm.org.apache.spark.sql.types.ObjectType(cls)
+        return self._types[class_name]
+
+    def object_literal(self, obj: Any, class_name: str) -> Any:
+        """A literal expression holding the JVM object ``obj`` (a py4j handle) as a
+        ``class_name``. It travels with the plan to the executors: ``obj`` must be
+        serialisable."""
+        literal = self.jvm.org.apache.spark.sql.catalyst.expressions.Literal
+        return literal(obj, self.object_type(class_name))
+
+    def invoke(self, target: Any, method: str, data_type: Any, *args: Any,
+               nullable: bool = True) -> Any:
+        """``target.method(*args)`` for every row (expressions in, an expression of JVM type
+        ``data_type`` out), compiled into the query's generated code: no UDF. A null target
+        or argument gives null without a call; ``nullable=False`` for a primitive result."""
+        invoke = self.jvm.org.apache.spark.sql.catalyst.expressions.objects.Invoke
+        seq = self.jvm.PythonUtils.toSeq
+        return invoke(target, method, data_type, seq(list(args)), seq([]), True, nullable,
+                      True)

@@ -4,8 +4,10 @@ Two paths give the same verdicts (the row rule of :mod:`sparkml_lloyd._rows`, th
 ``handleInvalid`` Param) and, but for points within rounding of a tie, the same clusters:
 
 * classic Spark (a py4j JVM) and ``k x d <`` :data:`ARROW_MIN_CENTER_VALUES`: Spark's own
-  KMeansModel UDF under the row rule (:mod:`sparkml_lloyd._predict_jvm`);
-* Spark Connect, large models, or no UDF to take: the numpy kernel in an Arrow UDF
+  KMeansModel's ``predict`` called from the query's generated code, under the row rule
+  (:mod:`sparkml_lloyd._predict_jvm`);
+* Spark Connect, large models, or where that Column cannot be built: the numpy kernel in an
+  Arrow UDF
   (:mod:`sparkml_lloyd._predict_arrow`).
 """
 
@@ -80,24 +82,24 @@ class Predictor:
     def __reduce__(self) -> tuple[type[Predictor], tuple[()]]:
         return Predictor, ()  # py4j handles: a pickled model starts afresh
 
-    def mllib_model(self, sc: Any, centers: np.ndarray, distance: str, uid: str) -> Any:
+    def mllib_model(self, sc: Any, centers: np.ndarray, distance: str) -> Any:
         """Spark's mllib KMeansModel with ``centers`` (cached)."""
         key = self._key
         if not (key is not None and key[0]() is sc and key[1] == distance and key[2] is centers):
             jmodel = _predict_jvm.mllib_kmeans_model(sc, centers, distance)
-            assigner = _predict_jvm.JvmAssigner(jmodel, uid, centers, distance == K.COSINE)
+            assigner = _predict_jvm.JvmAssigner(jmodel, centers, distance == K.COSINE)
             self._key, self._jvm = (weakref.ref(sc), distance, centers), (jmodel, assigner)
         assert self._jvm is not None
         return self._jvm[0]
 
-    def transform(self, df: DataFrame, centers: np.ndarray, distance: str, uid: str,
-                  features_col: str, prediction_col: str, handle_invalid: str) -> DataFrame:
+    def transform(self, df: DataFrame, centers: np.ndarray, distance: str, features_col: str,
+                  prediction_col: str, handle_invalid: str) -> DataFrame:
         """``df`` with ``prediction_col`` (IntegerType, replaced if present, with Spark's
         metadata); invalid rows per ``handle_invalid``."""
         kind = _schema.check_prediction_input(df, features_col, centers.shape[1])
         metadata = prediction_metadata(centers.shape[0])
         if on_jvm(df) and centers.size < ARROW_MIN_CENTER_VALUES:
-            self.mllib_model(df.sparkSession.sparkContext, centers, distance, uid)
+            self.mllib_model(df.sparkSession.sparkContext, centers, distance)
             assert self._jvm is not None
             columns = self._jvm[1].prediction(df, features_col, kind, handle_invalid,
                                               prediction_col, metadata)

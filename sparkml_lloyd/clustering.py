@@ -350,8 +350,8 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         check(self, "handleInvalid")
         return self._predictor.transform(
-            dataset, self._require_centers(), self.getDistanceMeasure(), self.uid,
-            self.getFeaturesCol(), self.getPredictionCol(), self.getHandleInvalid())
+            dataset, self._require_centers(), self.getDistanceMeasure(), self.getFeaturesCol(),
+            self.getPredictionCol(), self.getHandleInvalid())
 
     def toSparkModel(self) -> Any:
         """This model as Spark's own :class:`pyspark.ml.clustering.KMeansModel`.

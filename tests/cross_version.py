@@ -7,7 +7,7 @@ What ``load`` checks, against what ``save`` wrote beside the models with numpy (
 Spark): the centers bit for bit, the params, and that ``transform`` of the loaded model puts
 every point at its nearest saved center (scikit-learn's ``pairwise_distances_argmin`` is the
 oracle), for a bare model (Euclidean), a cosine model and a PipelineModel around one, on
-both transform paths (Spark's UDF in the JVM for the small model, the numpy kernel in the
+both transform paths (Spark's predict in the JVM for the small model, the numpy kernel in the
 columnar UDF for the large one).
 """
 

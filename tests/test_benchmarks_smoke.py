@@ -57,7 +57,7 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
     assert cell["default_fit"]["ours"]["seconds"] > 0
     assert cell["transform"]["predictions_agree"]
     assert (cell["transform"]["ours_path"], cell["transform"]["ours_handle_invalid"]) == (
-        "jvm", "error")
+        "jvm-predict", "error")
     assert cell["leftover_cached_rdds"] == []
     # ours reported every iteration (its callback): the time split has all three parts
     ours = cell["competitors"]["ours"]

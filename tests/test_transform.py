@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,11 @@ DISTANCES = ("euclidean", "cosine")
 PATHS = ("jvm", "arrow")
 #: What Spark's KMeansModel.transform writes on its prediction column for K centers.
 SPARK_PREDICTION_METADATA = {"ml_attr": {"num_vals": K, "type": "nominal"}}
+#: How the JVM path's assignment reads in a physical plan: Spark's mllib KMeansModel's
+#: ``predict``, called by catalyst's ``Invoke`` on the ``CASE``'s last branch (written
+#: ``invoke(model.predict(...))`` on Spark 4, ``model.predict`` on 3.5).
+JVM_ASSIGNMENT = re.compile(
+    r"ELSE (invoke\()?org\.apache\.spark\.mllib\.clustering\.KMeansModel@\w+\.predict")
 
 
 def oracle(X: np.ndarray, centers: np.ndarray, distance: str) -> np.ndarray:
@@ -163,7 +169,7 @@ def test_a_non_nullable_column(spark, data, path):
     assert out.columns == ["features", "prediction"]
     if path == "jvm":
         plan = physical_plan(out)
-        assert "isnull(features" not in plan and "ELSE UDF(features" in plan, plan
+        assert "isnull(features" not in plan and JVM_ASSIGNMENT.search(plan), plan
         nullable = features_df(spark, X, "dense")
         assert "isnull(features" in physical_plan(keeping(centers).transform(nullable))
 
@@ -277,18 +283,18 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
     """Building the JVM model takes as many py4j calls for 100 x 100 centers as for 2 x 2
     (the old builder took one per number, 10,000), in the first transform (which builds it)
     and in toSparkModel(); a second transform reuses the model and takes fewer, and so does
-    another model's first (the row rule around Spark's UDF is the session's)."""
+    another model's first (the row rule is the session's)."""
     # 100 x 100 would take the Arrow path (see the next test); this one is about the JVM's
     monkeypatch.setattr(_predict, "ARROW_MIN_CENTER_VALUES", 10**9)
     X, centers = big
-    # A column name no other test uses: the row rule around Spark's UDF, shared by the
-    # models of a session per column and length, is built by both first transforms below;
-    # what every transform on the session shares, by this one.
-    df = make_df(spark, X).withColumnRenamed("features", "py4j")
-    small_df = make_df(spark, X[:, :2]).withColumnRenamed("features", "py4j")
-    model, small = (LloydKMeansModel(c).setFeaturesCol("py4j") for c in (centers,
-                                                                        centers[:2, :2]))
-    LloydKMeansModel(centers[:3, :3]).transform(make_df(spark, X[:, :3]))
+    # A column name no other test uses: the row rule, shared by the models of a session
+    # per column and length, is built by both first transforms below; what every transform
+    # on the session and column shares, by the third model's.
+    df, small_df, warm_df = (make_df(spark, X[:, :d]).withColumnRenamed("features", "py4j")
+                             for d in (100, 2, 3))
+    model, small, warm = (LloydKMeansModel(c).setFeaturesCol("py4j") for c in (
+        centers, centers[:2, :2], centers[:3, :3]))
+    warm.transform(warm_df)
 
     out = None
 
@@ -299,7 +305,7 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
     first = py4j_calls.of(transform)
     assert first <= py4j_calls.of(lambda: small.transform(small_df)) + 2, first
     assert py4j_calls.of(lambda: model.transform(df)) < first
-    # another model on the same column and length shares the row rule around Spark's UDF
+    # another model on the same column and length shares the row rule
     # (a CrossValidator transforms a new model for every param map and fold)
     other = LloydKMeansModel(centers + 1.0).setFeaturesCol("py4j")
     assert py4j_calls.of(lambda: other.transform(df)) < first - 10
@@ -334,35 +340,40 @@ def test_a_transform_is_one_py4j_call_like_the_builtins(spark, data, py4j_calls)
         for i, v in enumerate(oracle(X, centers, "euclidean"))]
 
 
-def test_the_jvm_path_is_sparks_udf_under_the_row_rule(spark, data):
-    """The plan is the built-in's projection, ``UDF(features)``, inside ``CASE WHEN`` the row
-    rule holds (read from the vector's stored values, no copy): one projection."""
+def test_the_jvm_path_is_sparks_predict_under_the_row_rule_in_generated_code(spark, data):
+    """The plan is one projection compiled by whole-stage code generation (``*(n)``):
+    Spark's KMeansModel ``predict`` called on the row's vector, no UDF, inside ``CASE WHEN``
+    the row rule holds: one pass of ``x . x`` over the vector, the exact check of its stored
+    values only where that is not finite."""
     X, centers = data
     df = features_df(spark, X, "dense")
     plan = physical_plan(keeping(centers).transform(df))
-    assert "CASE WHEN ((isnull(features#" in plan and "ELSE UDF(features#" in plan, plan
-    assert "array_max(unwrap_udt(features#" in plan, plan
-    assert plan.count("Project [") == 1 and "vector_to_array" not in plan, plan
+    assert "CASE WHEN ((isnull(features#" in plan and JVM_ASSIGNMENT.search(plan), plan
+    assert re.search(r"mllib\.linalg\.VectorUDT@\w+\.deserialize.*\.dot", plan), plan
+    assert ">= Infinity) AND ((coalesce(array_max(unwrap_udt(features#" in plan, plan
+    assert plan.count("Project [") == 1 and plan.startswith("*(1) Project ["), plan
+    assert "UDF" not in plan.replace("VectorUDT", "").replace("unwrap_udt", ""), plan
 
 
-def test_without_sparks_udf_the_model_assigns_with_the_arrow_udf(spark, data, monkeypatch,
-                                                                  caplog):
-    """Spark's UDF is read from its plan (internals); if that fails (another Spark version),
-    transform warns once and runs the numpy kernel instead, with the same results."""
+def test_where_the_jvm_call_cannot_be_built_the_model_assigns_with_the_arrow_udf(
+        spark, data, monkeypatch, caplog):
+    """The JVM path builds catalyst expressions (internals); if that fails (another Spark
+    version), transform warns once and runs the numpy kernel instead, with the same
+    results."""
     X, centers = data
 
     def unavailable(*args: Any) -> Any:
-        raise RuntimeError("unexpected plan of KMeansModel.transform: 'Window [...]'")
+        raise RuntimeError("Invoke: no such constructor")
 
-    monkeypatch.setattr(_predict_jvm, "spark_prediction_udf", unavailable)
+    monkeypatch.setattr(_predict_jvm, "assignment", unavailable)
     model = keeping(centers)
     df = features_df(spark, X, "dense")
     with caplog.at_level("WARNING", logger="sparkml_lloyd"):
         out = model.transform(df)
         model.transform(df)
     assert [r.message for r in caplog.records if "Arrow UDF instead" in r.message] == [
-        "transform: Spark's KMeansModel UDF could not be used (unexpected plan of "
-        "KMeansModel.transform: 'Window [...]'); assigning with the Arrow UDF instead."]
+        "transform: Spark's KMeansModel could not be called from the query (Invoke: no such "
+        "constructor); assigning with the Arrow UDF instead."]
     assert "ArrowEvalPython" in physical_plan(out)
     assert out.schema["prediction"].metadata == SPARK_PREDICTION_METADATA
     assert [r.prediction for r in out.collect()] == [
@@ -451,7 +462,7 @@ def test_another_spark_context_builds_again(spark, data, builds):
     predictor = LloydKMeansModel(centers)._predictor
 
     def mllib_model(sc: Any) -> Any:
-        return predictor.mllib_model(sc, centers, "euclidean", "uid")
+        return predictor.mllib_model(sc, centers, "euclidean")
 
     mine = mllib_model(spark.sparkContext)
     other = OtherContext()
