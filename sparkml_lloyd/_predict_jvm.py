@@ -8,10 +8,10 @@ features read as Spark's UDFs read them (:func:`vector_object`), and guards it w
 rule of :mod:`sparkml_lloyd._rows` written as Spark Columns (:func:`row_rule`): ``CASE WHEN
 <invalid> THEN NULL (or an error) ELSE predict(f) END``. No UDF, so whole-stage code
 generation compiles the call and the rule into the projection: at (1e6, 20, 20) the whole
-transform took 0.87x the built-in's time, where Spark's UDF under the same rule took 1.11x
-(same session, 30 Nov). The ``CASE`` part is built once per session, column and length
-(:class:`_Session`) and shared by every model; a transform is then one ``withColumn``: one
-query analysis, one py4j call, as the built-in's.
+transform takes 0.99x the built-in's time in the benchmark, where Spark's UDF under the
+former rule took 1.22-1.25x (docs/design.md). The ``CASE`` part is built once per session,
+column and length (:class:`_Session`) and shared by every model; a transform is then one
+``withColumn``: one query analysis, one py4j call, as the built-in's.
 
 This relies on Spark internals (catalyst classes); where building the Column fails (another
 Spark version), :meth:`JvmAssigner.prediction` returns None after one warning and the model
