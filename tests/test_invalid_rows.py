@@ -47,6 +47,8 @@ INVALID = [
 ]
 CASES = [pytest.param(name, row, distance, words, column, id=f"{name}-{column}")
          for name, row, distance, words, columns in INVALID for column in columns]
+#: A finite row whose squared norm overflows to Infinity: valid (its values are finite).
+HUGE = [1e200, -1e200]
 
 
 def value(row: list[float | None] | None, column: str) -> Any:
@@ -75,6 +77,7 @@ def rows_of(column: str) -> list[Any]:
         pairs = pairs_and_means(distance)[0]
         first += [VALID[distance][0], *pairs[:2]]
         second += [*pairs[2:], VALID[distance][1]]
+    first.append(HUGE)
     invalid = [row for _, row, _, _, columns in INVALID if column in columns]
     return list({_key(r): r for r in [*first, *invalid, *second]}.values())
 
@@ -180,6 +183,20 @@ def test_transform_keeps_or_skips_every_invalid_row(table, path, column, mode):
             assert got == {0: 0, last: 1, **{i: None for i in range(1, last)}}, distance
         else:
             assert got == {0: 0, last: 1}, distance
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+def test_a_finite_row_whose_squares_overflow_is_valid_on_every_path(table, path, column):
+    """``x . x`` of [1e200, -1e200] is Infinity, but every value is finite: the JVM rule's
+    one-pass test only sends the row on to the exact test of its values (as
+    ``_rows.judge`` does), so under ``"error"`` it gets a cluster on both paths, and from
+    ``predict``, like the valid rows around it."""
+    rows = [VALID["euclidean"][0], HUGE, VALID["euclidean"][1]]
+    out = model("euclidean", "error").transform(frame(table, rows, column))
+    assert uses_arrow(out) == (path == "arrow")
+    got = {r.id: r.prediction for r in out.collect()}
+    assert got[0] == 0 and got[2] == 1 and got[1] in (0, 1), got
+    assert model("euclidean", "error").predict(value(HUGE, column)) in (0, 1)
 
 
 @pytest.mark.parametrize("name,row,distance,words,column", CASES)
