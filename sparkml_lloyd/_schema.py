@@ -63,7 +63,8 @@ def check_weight_column(df: DataFrame, col: str) -> None:
 REMOTE_DENSE_MAX_D = 1024
 
 
-def feature_columns(df: DataFrame, col: str, param: str = "featuresCol") -> dict[str, Column]:
+def feature_columns(df: DataFrame, col: str, param: str = "featuresCol",
+                    length: int | None = None) -> dict[str, Column]:
     """The features as the Arrow columns :func:`sparkml_lloyd._arrow.read_columns` reads, by
     name: ``f`` (the stored values) and, for a vector column, ``i`` (a sparse vector's
     indices, empty for a dense one) and ``s`` (its size, -1 for a dense one); or ``v``, the
@@ -74,14 +75,16 @@ def feature_columns(df: DataFrame, col: str, param: str = "featuresCol") -> dict
     Arrow conversion of the UDT itself measured ~10x slower for dense vectors, because of
     their null ``indices``, and of a column of null arrays ~8x: hence the ``coalesce``.)
     Under Spark Connect catalyst is out of reach: vectors of at most
-    :data:`REMOTE_DENSE_MAX_D` features (by the metadata, else the first row) come dense
-    through ``vector_to_array``, the fastest route; longer ones as the raw struct ``v``,
-    which keeps sparse rows sparse (measured on a local Connect server: 0.5 s for 1e5 rows
-    of 2^18 features, 30 non-zeros, where ``vector_to_array`` would send 2 MB a row)."""
+    :data:`REMOTE_DENSE_MAX_D` features come dense through ``vector_to_array``, the fastest
+    route; longer ones as the raw struct ``v``, which keeps sparse rows sparse (measured on a
+    local Connect server: 0.5 s for 1e5 rows of 2^18 features, 30 non-zeros, where
+    ``vector_to_array`` would send 2 MB a row). The number of features is ``length`` when
+    the caller knows it (a model's: a row of another length is invalid whichever route it
+    takes), else the column's metadata, else its first row (one small query)."""
     if features_kind(df, col, param) == ARRAY:
         return {"f": F.col(col).cast(T.ArrayType(T.DoubleType())).alias("f")}
     if not _catalyst.available(df):
-        if _remote_length(df, col) <= REMOTE_DENSE_MAX_D:
+        if (length if length is not None else _remote_length(df, col)) <= REMOTE_DENSE_MAX_D:
             # vector_to_array raises on a null vector: keep null rows null for the row rule.
             return {"f": F.when(F.col(col).isNotNull(), vector_to_array(F.col(col), "float64"))
                     .alias("f")}
