@@ -6,9 +6,10 @@ count each kind of resource of one local SparkSession:
 
 * ``persistent_rdds``: ``sc._jsc.getPersistentRDDs()`` (RDDs marked cached);
 * ``rdd_blocks`` / ``broadcast_blocks``: block ids held by the driver JVM's BlockManager (in
-  local mode also the executor's). Broadcast blocks include the task binaries Spark broadcasts
-  for every job, which its ContextCleaner frees only after a JVM garbage collection; compare
-  them only after :func:`collect_jvm_garbage`;
+  local mode also the executor's; a :class:`Footprint` counts the RDD blocks of RDDs still
+  persisted, as an unpersisted RDD's blocks are deleted asynchronously). Broadcast blocks
+  include the task binaries Spark broadcasts for every job, which its ContextCleaner frees
+  only after a JVM garbage collection; compare them only after :func:`collect_jvm_garbage`;
 * ``python_broadcasts``: files in the SparkContext's temp dir; PySpark writes one per live
   ``sc.broadcast`` and deletes it in ``destroy()``/``unpersist()``;
 * ``host_block_files``: files of :mod:`sparkml_lloyd._blockstore` written by this JVM's
@@ -85,11 +86,17 @@ class Footprint:
 
 
 def footprint(spark: SparkSession) -> Footprint:
-    """The session's current :class:`Footprint` (local mode: driver == executor)."""
-    ids = block_ids(spark)
+    """The session's current :class:`Footprint` (local mode: driver == executor). The blocks
+    of an RDD already unpersisted are not counted: Spark deletes them asynchronously, so
+    they are on their way out, and a count taken just after a fit released its RDDs would
+    depend on how far the deletion got (an RDD left persisted is counted, with its
+    blocks)."""
+    persistent = spark.sparkContext._jsc.getPersistentRDDs()
+    kept = {str(rdd_id) for rdd_id in persistent}
     return Footprint(
-        persistent_rdds=spark.sparkContext._jsc.getPersistentRDDs().size(),
-        rdd_blocks=sum(1 for b in ids if b.startswith("rdd_")),
+        persistent_rdds=len(kept),
+        rdd_blocks=sum(1 for b in block_ids(spark)
+                       if b.startswith("rdd_") and b.split("_")[1] in kept),
         python_broadcasts=python_broadcasts(spark),
         host_block_files=len(host_block_files({jvm_pid(spark)})),
     )
