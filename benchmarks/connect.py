@@ -120,6 +120,30 @@ def _transform_path(model: Any, df: Any) -> str:
     return "arrow"
 
 
+class ArrowFloor:
+    """A "model" whose ``transform`` ships the rows through our Connect transform's route and
+    computes nothing: the same input columns
+    (:func:`sparkml_lloyd._schema.feature_columns` at the model's ``d``), the same UDF kind
+    (:func:`sparkml_lloyd._compat.arrow_udf`), 0 for every row. What it takes is the floor of
+    any transform through a Python UDF on the server, whatever the UDF computes."""
+
+    def __init__(self, d: int) -> None:
+        self.d = d
+
+    def transform(self, df: Any) -> Any:
+        import pyarrow as pa
+        from pyspark.sql import types as T
+
+        from sparkml_lloyd import _compat, _schema
+
+        def zeros(*columns):  # type: ignore[no-untyped-def]  # hints would pick the UDF kind
+            return pa.array(np.zeros(len(columns[0]), dtype=np.int32))
+
+        features = _schema.feature_columns(df, "features", length=self.d)
+        udf = _compat.arrow_udf(zeros, T.IntegerType())
+        return df.withColumn("prediction", udf(*features.values()))
+
+
 def _hooks(spark: Any, settings: G.Settings, server_pid: int, ui_port: int) -> runner.Hooks:
     def quiesce() -> None:
         keep_connect_workers_warm(spark, settings.partitions)
@@ -130,7 +154,7 @@ def _hooks(spark: Any, settings: G.Settings, server_pid: int, ui_port: int) -> r
         out = probe.run(lambda: comp.fit(m))
         return out, probe.to_json()
 
-    return runner.Hooks(quiesce, probed_fit, _transform_path)
+    return runner.Hooks(quiesce, probed_fit, _transform_path, ArrowFloor)
 
 
 def _pass_through(batches: Any) -> Any:

@@ -452,6 +452,14 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
             "*Spark UDF + row rule* (runs before 30 Nov 2026) was Spark's assignment UDF "
             "inside the same `CASE`, the rule two scans of every vector's stored values; "
             "*Arrow UDF* is our numpy kernel in an Arrow UDF (large `k x d`).")
+    floors = any("floor" in c.get("transform", {}) for c in _cells(record))
+    if floors:
+        lines[-1] += (
+            " *Arrow UDF returning 0 / built-in*: a UDF that ships the rows as ours does (the "
+            "same input columns, the same UDF kind) and returns 0 for every row, timed "
+            "interleaved with the two models (`benchmarks.connect.ArrowFloor`): what any "
+            "transform through a Python UDF costs on this server before it computes "
+            "anything.")
     lines.append("")
     rows = []
     for c in _cells(record):
@@ -460,14 +468,18 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
             continue
         rows.append([
             _cell_name(c), _fmt_s(t["ours"]["seconds"]), _fmt_s(t["builtin"]["seconds"]),
-            _fmt_x(t["ratio"]), _fmt_x(t.get("cpu_ratio")),
+            _fmt_x(t["ratio"]),
+            *([_fmt_x(t.get("floor_ratio")) if "floor" in t else "-"] if floors else []),
+            _fmt_x(t.get("cpu_ratio")),
             f"{t['rows_per_second_ours'] / 1e6:.3g} M",
             "yes" if t["predictions_agree"] else "**NO**",
             f"{_spread(t['ours']['raw'])} / {_spread(t['builtin']['raw'])}",
             _first_calls(t),
             *([_transform_path(t)] if paths else []),
         ])
-    lines += _table(["cell", "ours s", "built-in s", "ours / built-in", "CPU ours / built-in",
+    lines += _table(["cell", "ours s", "built-in s", "ours / built-in",
+                     *(["Arrow UDF returning 0 / built-in"] if floors else []),
+                     "CPU ours / built-in",
                      "ours rows/s", "same prediction sum", "calls ours / built-in: min-max s",
                      "first call ours / built-in s",
                      *(["ours assigns with"] if paths else [])], rows)

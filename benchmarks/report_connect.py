@@ -61,6 +61,11 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
                    PREFIX, "Connect: transform, ours / Spark's KMeansModel with the same "
                            "centers"),
     ]
+    floors = [f"{c['cell']}: {R._fmt_x(c['transform']['floor_ratio'])}" for c in R._cells(v)
+              if "floor_ratio" in c.get("transform", {})]
+    if floors:  # what any Python UDF pays there (see the Transform table)
+        targets[-1].detail = "; ".join(
+            filter(None, [targets[-1].detail, "an Arrow UDF returning 0: " + ", ".join(floors)]))
     return [asdict(t) for t in targets]
 
 

@@ -198,11 +198,13 @@ class Hooks:
     """What the measuring of a cell asks of its backend (classic here, Connect in
     :mod:`benchmarks.connect`): make the next timed call start clean; run one fit under a
     probe of what it caches (the outcome and the probe's figures); name the path our
-    ``transform`` takes."""
+    ``transform`` takes; optionally, a transform of nothing (``transform_floor(d)``: a model
+    whose ``transform`` only ships the rows through our route), timed beside the others."""
 
     quiesce: Callable[[], None]
     probed_fit: Callable[[C.Competitor, int], tuple[C.FitOutcome, dict[str, Any]]]
     transform_path: Callable[[Any, Any], str]
+    transform_floor: Callable[[int], Any] | None = None
 
 
 def _classic_hooks(spark: SparkSession, sampler: MemorySampler) -> Hooks:
@@ -397,17 +399,20 @@ def _default_fit_and_transform(hooks: Hooks, settings: G.Settings,
 
     builtin_model = runs["builtin"][-1].model
     models = {"ours": C.same_centers_model(builtin_model), "builtin": builtin_model}
-    times: dict[str, list[float]] = {"ours": [], "builtin": []}
-    cpus: dict[str, list[float]] = {"ours": [], "builtin": []}
+    if hooks.transform_floor is not None:
+        models["floor"] = hooks.transform_floor(cell.d)
+    times: dict[str, list[float]] = {who: [] for who in models}
+    cpus: dict[str, list[float]] = {who: [] for who in models}
     sums: dict[str, int] = {}
     sampler.set_phase(f"{cell.key}:transform")
     # The first call of each model builds its JVM-side objects (ours: Spark's model holding
     # our centers; the built-in's exists since its fit); it is recorded, not in the median.
-    first = {who: C.time_transform(models[who], df)[0] for who in ("builtin", "ours")}
+    first = {who: C.time_transform(models[who], df)[0]
+             for who in sorted(models, key=lambda who: who != "builtin")}
     log(f"{cell.key}: first transform ours {first['ours']:.3f}s, "
         f"built-in {first['builtin']:.3f}s (not in the median)")
     for r in range(settings.repeats * settings.transform_calls):
-        for who in (("ours", "builtin") if r % 2 == 0 else ("builtin", "ours")):
+        for who in (list(models) if r % 2 == 0 else list(models)[::-1]):
             hooks.quiesce()
             seconds, cpu, total = C.time_transform(models[who], df)
             times[who].append(seconds)
@@ -422,6 +427,8 @@ def _default_fit_and_transform(hooks: Hooks, settings: G.Settings,
         for who, ts in times.items()
     }
     tr["ratio"] = tr["ours"]["seconds"] / tr["builtin"]["seconds"]
+    if "floor" in tr:
+        tr["floor_ratio"] = tr["floor"]["seconds"] / tr["builtin"]["seconds"]
     tr["cpu_ratio"] = _safe_ratio(tr["ours"]["cpu_seconds"], tr["builtin"]["cpu_seconds"])
     tr["rows_per_second_ours"] = cell.n / tr["ours"]["seconds"]
     tr["rows_per_second_builtin"] = cell.n / tr["builtin"]["seconds"]

@@ -22,7 +22,8 @@ def test_smoke_connect_cell(smoke_run):
     """On a Spark Connect server started for the run, with the classic run's driver memory,
     a client process fitted ours and Spark's ml KMeans on the same cached data (every fit ran
     its m1 and m2 iterations), transformed with the same centers (same predictions; ours
-    through its Arrow UDF), probed what ours holds in the server's Python workers, and timed
+    through its Arrow UDF; an Arrow UDF returning zeros timed beside them), probed what
+    ours holds in the server's Python workers, and timed
     each step of our Connect fit; the page has the *Spark Connect* section with its targets,
     not judged on smoke data."""
     from benchmarks.connect import result_bytes
@@ -38,6 +39,10 @@ def test_smoke_connect_cell(smoke_run):
     for res in cell["competitors"].values():
         assert res["num_iter"] == {str(res["m1"]): res["m1"], str(res["m2"]): res["m2"]}
     assert cell["transform"]["predictions_agree"] and cell["transform"]["ours_path"] == "arrow"
+    # the floor of the Arrow route was timed beside them: it predicted 0 for every row
+    floor = cell["transform"]["floor"]
+    assert floor["prediction_sum"] == 0 and len(floor["raw"]) == len(
+        cell["transform"]["ours"]["raw"])
     assert cell["default_fit"]["cost_ratio"] == pytest.approx(1.0, abs=0.05)
     costs = cell["costs"]
     assert costs["task_slots"] == 2 and costs["calls"] == 2
@@ -55,4 +60,5 @@ def test_smoke_connect_cell(smoke_run):
     for heading in ("### Connect targets", "### What each choice cost",
                     "### Cached data on Connect", "### Transform"):
         assert heading in connect
+    assert "| Arrow UDF returning 0 / built-in |" in connect
     assert "Targets on Spark Connect: see [Spark Connect](#spark-connect)." in page
