@@ -48,12 +48,17 @@ def free_port() -> int:
 
 
 class ConnectServer:
-    """One Spark Connect server (``master``: ``local[2]`` or a standalone cluster's URL)."""
+    """One Spark Connect server (``master``: ``local[2]`` or a standalone cluster's URL;
+    ``pythonpath``: folders put first on the server's PYTHONPATH, which Spark passes on to
+    the Python workers it starts)."""
 
-    def __init__(self, master: str = "local[2]", conf: dict[str, str] | None = None) -> None:
+    def __init__(self, master: str = "local[2]", conf: dict[str, str] | None = None,
+                 pythonpath: list[str] | None = None) -> None:
         import pyspark
 
         self.master = master
+        self.pythonpath = [*(pythonpath or []),
+                           *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         self.port = free_port()
         self.ui_port = free_port()
         self.home = Path(pyspark.__file__).resolve().parent
@@ -81,7 +86,8 @@ class ConnectServer:
         return f"sc://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "SPARK_HOME": str(self.home), "PYSPARK_PYTHON": sys.executable,
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(self.pythonpath),
+                "SPARK_HOME": str(self.home), "PYSPARK_PYTHON": sys.executable,
                 "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(self.dir),
                 "SPARK_PID_DIR": str(self.dir), "SPARK_IDENT_STRING": f"test{self.port}",
                 "SPARK_CONNECT_MODE": "0"}

@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server():
-    with ConnectServer("local[2]") as s:
+    """A local[2] Connect server whose Python workers fork from tests/warm_daemon.py, as the
+    local session's do (each of its ~20 workers would import pandas, pyarrow and numpy
+    again)."""
+    with ConnectServer("local[2]", conf={"spark.python.daemon.module": "tests.warm_daemon"},
+                       pythonpath=[str(ROOT)]) as s:
         yield s
 
 

@@ -1,5 +1,6 @@
 """PySpark's worker daemon, with the modules the suite's tasks use imported before it forks
-workers (the local session's ``spark.python.daemon.module``, see tests/conftest.py).
+workers (the ``spark.python.daemon.module`` of the local session, see tests/conftest.py,
+and of the local Connect server of tests/test_connect.py).
 
 Every Python worker is forked from the daemon; with ``pyspark.daemon`` itself each new worker
 imports pandas, pyarrow, numpy and the package on its first task, about a second on a loaded
@@ -16,6 +17,7 @@ import pyspark.sql.pandas.serializers
 import pyspark.worker  # noqa: F401
 from pyspark.daemon import manager
 
+import sparkml_lloyd._barrier
 import sparkml_lloyd._classic
 import sparkml_lloyd._predict_arrow  # noqa: F401
 
