@@ -86,9 +86,10 @@ class ConnectServer:
         return f"sc://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": os.pathsep.join(self.pythonpath),
-                "SPARK_HOME": str(self.home), "PYSPARK_PYTHON": sys.executable,
-                "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(self.dir),
+        path = {"PYTHONPATH": os.pathsep.join(self.pythonpath)} if self.pythonpath else {}
+        return {**os.environ, **path, "SPARK_HOME": str(self.home),
+                "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
+                "SPARK_LOG_DIR": str(self.dir),
                 "SPARK_PID_DIR": str(self.dir), "SPARK_IDENT_STRING": f"test{self.port}",
                 "SPARK_CONNECT_MODE": "0"}
 

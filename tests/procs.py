@@ -27,8 +27,8 @@ import psutil
 #: with the first two, ~10% less again without verification: 11-12.5 -> 10.2-10.4 CPU-s,
 #: 30 Nov; the suite is CPU-bound on 2 cores). Results are the same: Java 17's floating
 #: point is strict under either compiler, and verification only checks the jars' bytecode
-#: (Spark's own, from the pip package). A JVM without the diagnostic flag ignores it. The
-#: benchmark suite's real runs use none of these.
+#: (Spark's own, from the pip package). A JVM that lacks the diagnostic flag ignores it
+#: (``IgnoreUnrecognizedVMOptions``). The benchmark suite's real runs use none of these.
 FAST_JVM_OPTS = ("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:+IgnoreUnrecognizedVMOptions "
                  "-XX:+UnlockDiagnosticVMOptions -XX:-BytecodeVerificationRemote")
 

@@ -23,9 +23,8 @@ def test_smoke_connect_cell(smoke_run):
     a client process fitted ours and Spark's ml KMeans on the same cached data (every fit ran
     its m1 and m2 iterations), transformed with the same centers (same predictions; ours
     through its Arrow UDF; an Arrow UDF returning zeros timed beside them), probed what
-    ours holds in the server's Python workers, and timed
-    each step of our Connect fit; the page has the *Spark Connect* section with its targets,
-    not judged on smoke data."""
+    ours holds in the server's Python workers, and timed each step of our Connect fit; the
+    page has the *Spark Connect* section with its targets, not judged on smoke data."""
     from benchmarks.connect import result_bytes
 
     proc, results, out = smoke_run
