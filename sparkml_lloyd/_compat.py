@@ -45,6 +45,19 @@ HAS_ARROW_UDF = PYSPARK_LINE >= (4, 1)
 #: time / the JVM path's: 1.5-2.4x at 50 x 50, 0.8-1.05x at 100 x 50, 0.8x at 100 x 100).
 ARROW_MIN_CENTER_VALUES = 2500 if HAS_ARROW_UDF else 5000
 
+#: With ``arrow_udf``, the kernel also takes over from this many centers on, given at least
+#: :data:`ARROW_MIN_K_FEATURES` features: Spark's loop costs ~k x d a row, the UDF's
+#: shipping ~d, so many centers of few features favour the kernel below 2500 values too.
+#: Measured 30 Nov (1e6 blob rows, local[2], medians of 7 interleaved calls; the JVM path /
+#: the kernel, as multiples of the built-in's time): d = 20: 1.02x / 0.71x at k = 100,
+#: 1.00x / 0.87x at k = 75, 0.93x / 1.08x at k = 50 (5e5 rows); k = 100: 0.96x / 0.81x at
+#: d = 5, 1.09x / 0.74x at d = 10; 0.99x / 0.81x at (d, k) = (10, 200); but 0.96x / 0.92x at
+#: (3, 300) and 1.05x / 1.44x at (2, 500) (5e5 rows), and the JVM path stays ahead for few
+#: centers of many features (1.20x / 1.54x at (100, 20), 1.04x / 1.18x at (50, 30)).
+#: None through pandas (not measured there).
+ARROW_MIN_K = 75 if HAS_ARROW_UDF else None
+ARROW_MIN_K_FEATURES = 5
+
 
 def arrow_udf(fn: Callable[..., pa.Array], return_type: T.DataType) -> Any:
     """A vectorised UDF of ``fn``, which takes one ``pa.Array`` per input column (list, int

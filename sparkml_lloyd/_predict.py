@@ -3,7 +3,7 @@
 Two paths give the same verdicts (the row rule of :mod:`sparkml_lloyd._rows`, the
 ``handleInvalid`` Param) and, but for points within rounding of a tie, the same clusters:
 
-* classic Spark (a py4j JVM) and ``k x d <`` :data:`ARROW_MIN_CENTER_VALUES`: Spark's own
+* classic Spark (a py4j JVM) and a model below :func:`assigns_in_arrow`'s sizes: Spark's own
   KMeansModel's ``predict`` called from the query's generated code, under the row rule
   (:mod:`sparkml_lloyd._predict_jvm`);
 * Spark Connect, large models, or where that Column cannot be built: the numpy kernel in an
@@ -36,8 +36,18 @@ from sparkml_lloyd import _kernel as K
 #: ours with BLAS, which at 1e6 x 100 rows and k = 100 took 0.41x the built-in's time where
 #: the JVM path takes 1.0x; at k x d = 20 x 20 the JVM path is the faster (0.9x vs 1.1-1.4x).
 #: 2500 with pyspark's ``arrow_udf`` (4.1+), 5000 through a pandas_udf (3.5, 4.0): see
-#: :data:`sparkml_lloyd._compat.ARROW_MIN_CENTER_VALUES`.
+#: :data:`sparkml_lloyd._compat.ARROW_MIN_CENTER_VALUES`. With ``arrow_udf`` also from
+#: :data:`sparkml_lloyd._compat.ARROW_MIN_K` centers of at least 5 features on.
 ARROW_MIN_CENTER_VALUES = _compat.ARROW_MIN_CENTER_VALUES
+
+
+def assigns_in_arrow(k: int, d: int) -> bool:
+    """Whether ``transform`` on classic Spark assigns a model of ``k`` centers of ``d``
+    features with the numpy kernel in an Arrow UDF rather than Spark's ``predict`` in the
+    JVM: ``k x d >=`` :data:`ARROW_MIN_CENTER_VALUES`, or (pyspark 4.1+) ``k >= 75`` with
+    ``d >= 5`` (:data:`sparkml_lloyd._compat.ARROW_MIN_K`)."""
+    many = _compat.ARROW_MIN_K is not None and k >= _compat.ARROW_MIN_K
+    return k * d >= ARROW_MIN_CENTER_VALUES or (many and d >= _compat.ARROW_MIN_K_FEATURES)
 
 
 def prediction_metadata(k: int) -> dict[str, Any]:
@@ -98,7 +108,7 @@ class Predictor:
         metadata); invalid rows per ``handle_invalid``."""
         kind = _schema.check_prediction_input(df, features_col, centers.shape[1])
         metadata = prediction_metadata(centers.shape[0])
-        if on_jvm(df) and centers.size < ARROW_MIN_CENTER_VALUES:
+        if on_jvm(df) and not assigns_in_arrow(*centers.shape):
             self.mllib_model(df.sparkSession.sparkContext, centers, distance)
             assert self._jvm is not None
             columns = self._jvm[1].prediction(df, features_col, kind, handle_invalid,

@@ -1,8 +1,8 @@
 """Prediction with the numpy kernel: one vector (``predict``) or an Arrow UDF (``transform``).
 
 The Arrow UDF is the path under Spark Connect (no JVM to call) and for large models
-(``k x d >=`` :data:`sparkml_lloyd._compat.ARROW_MIN_CENTER_VALUES`: one BLAS product per
-batch beats Spark's row-by-row loop); which UDF (pyspark's ``arrow_udf``, or a
+(:func:`sparkml_lloyd._predict.assigns_in_arrow`: one BLAS product per batch beats Spark's
+row-by-row loop); which UDF (pyspark's ``arrow_udf``, or a
 ``pandas_udf`` before 4.1) is :func:`sparkml_lloyd._compat.arrow_udf`'s choice. Both apply
 the row rule of :mod:`sparkml_lloyd._rows` and the ``handleInvalid`` Param.
 """

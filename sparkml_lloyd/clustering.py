@@ -261,8 +261,9 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
     it under ``handleInvalid="error"`` (the default), is dropped under ``"skip"`` and gets a
     null prediction under ``"keep"``; ``predict`` raises or returns None. In classic Spark
     the assignment runs in the JVM, through Spark's own ``KMeansModel`` holding these centers
-    (built once and kept on this instance); for large models (``k x d >= 2500``; 5000 on
-    pyspark 3.5 and 4.0), where BLAS beats Spark's row-by-row loop, and under Spark Connect,
+    (built once and kept on this instance); for large models (``k x d >= 2500``, or
+    ``k >= 75`` centers of ``d >= 5`` features; ``k x d >= 5000`` on pyspark 3.5 and 4.0),
+    where BLAS beats Spark's row-by-row loop, and under Spark Connect,
     where there is no JVM to call, it runs this package's numpy kernel in an Arrow UDF. A
     column whose ML attribute metadata declares another vector length fails at
     ``transform``.

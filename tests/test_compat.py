@@ -68,6 +68,8 @@ def test_the_line_is_the_installed_pyspark():
     assert has_arrow_udf == hasattr(functions, "arrow_udf")
     threshold = _compat.ARROW_MIN_CENTER_VALUES
     assert threshold == (2500 if has_arrow_udf else 5000)
+    min_k = _compat.ARROW_MIN_K
+    assert min_k == (75 if has_arrow_udf else None)
 
 
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])

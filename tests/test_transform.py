@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkml_lloyd import LloydKMeansModel, _predict, _predict_jvm
+from sparkml_lloyd import LloydKMeansModel, _compat, _predict, _predict_jvm
 from tests.helpers import make_df
 from tests.leaks import jobs_started
 
@@ -285,7 +285,7 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
     and in toSparkModel(); a second transform reuses the model and takes fewer, and so does
     another model's first (the row rule is the session's)."""
     # 100 x 100 would take the Arrow path (see the next test); this one is about the JVM's
-    monkeypatch.setattr(_predict, "ARROW_MIN_CENTER_VALUES", 10**9)
+    monkeypatch.setattr(_predict, "assigns_in_arrow", lambda k, d: False)
     X, centers = big
     # A column name no other test uses: the row rule, shared by the models of a session
     # per column and length, is built by both first transforms below; what every transform
@@ -382,17 +382,20 @@ def test_where_the_jvm_call_cannot_be_built_the_model_assigns_with_the_arrow_udf
 
 
 def test_large_models_assign_in_an_arrow_udf_small_ones_in_the_jvm(spark, big, data):
-    """k x d >= ARROW_MIN_CENTER_VALUES: BLAS in a Python worker beats Spark's row loop."""
+    """k x d >= ARROW_MIN_CENTER_VALUES, or (arrow_udf, pyspark 4.1+) k >= 75 centers of at
+    least 5 features: BLAS in a Python worker beats Spark's row loop."""
     X, centers = big
     assert centers.size >= _predict.ARROW_MIN_CENTER_VALUES
-    out = LloydKMeansModel(centers).transform(make_df(spark, X))
-    assert "ArrowEvalPython" in physical_plan(out)
-    assert [r.prediction for r in out.orderBy("id").collect()] == oracle(
-        X, centers, "euclidean").tolist()
+    many = centers[:, :10]  # 100 x 10: 1,000 values
     Xs, small = data
-    assert small.size < _predict.ARROW_MIN_CENTER_VALUES
-    out = LloydKMeansModel(small).transform(features_df(spark, Xs, "dense"))
-    assert "ArrowEvalPython" not in physical_plan(out)
+    assert small.size < _predict.ARROW_MIN_CENTER_VALUES and len(small) < 75
+    for points, model_centers, arrow in [
+            (X, centers, True), (X[:, :10], many, _compat.HAS_ARROW_UDF),
+            (Xs, small, False)]:
+        out = LloydKMeansModel(model_centers).transform(make_df(spark, points))
+        assert ("ArrowEvalPython" in physical_plan(out)) == arrow, model_centers.shape
+        assert [r.prediction for r in out.orderBy("id").collect()] == oracle(
+            points, model_centers, "euclidean").tolist()
 
 
 @pytest.fixture
