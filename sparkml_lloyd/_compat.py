@@ -53,7 +53,8 @@ ARROW_MIN_CENTER_VALUES = 2500 if HAS_ARROW_UDF else 5000
 #: 1.00x / 0.87x at k = 75, 0.93x / 1.08x at k = 50 (5e5 rows); k = 100: 0.96x / 0.81x at
 #: d = 5, 1.09x / 0.74x at d = 10; 0.99x / 0.81x at (d, k) = (10, 200); but 0.96x / 0.92x at
 #: (3, 300) and 1.05x / 1.44x at (2, 500) (5e5 rows), and the JVM path stays ahead for few
-#: centers of many features (1.20x / 1.54x at (100, 20), 1.04x / 1.18x at (50, 30)).
+#: centers of many features (1.20x / 1.54x at (100, 20), 1.04x / 1.18x at (50, 30); 5e5
+#: rows).
 #: None through pandas (not measured there).
 ARROW_MIN_K = 75 if HAS_ARROW_UDF else None
 ARROW_MIN_K_FEATURES = 5
