@@ -9,6 +9,7 @@ anything, with the one-line "Java was not found" message.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +46,36 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.dist, config.option.numprocesses, config.option.tx = "no", None, []
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Stop at once without Java if a selected test needs Spark; run the test that stops the
-    shared cluster after every other (the order is otherwise kept).
+#: Test modules that use the standalone cluster: they run in one test process, one after
+#: another, so one cluster serves them all.
+CLUSTER_MODULES = ("tests/test_cluster.py", "tests/test_connect_cluster.py",
+                   "tests/test_orphans.py", "tests/test_spark_cluster_smoke.py")
 
-    Under pytest-xdist (``-n 2``, the default in pyproject.toml) a module's tests stay on one
+#: Rough seconds of the scopes that take 20 s or more in a whole run (30 Nov, 2 cores), for
+#: the order in which the test processes take them only: longest first, then the others by
+#: number of tests (pytest-xdist's own order), so that the two processes end together. By
+#: number of tests alone the cluster's modules came late and one process ended ~30 s after
+#: the other.
+SECONDS = {"cluster": 190, "tests/test_connect.py": 110, "tests/test_benchmarks_smoke.py": 70,
+           "tests/test_invalid_rows.py": 45, "tests/test_cli.py": 35,
+           "tests/test_docs_examples.py": 33, "tests/test_errors.py": 31,
+           "tests/test_benchmarks_smoke_connect.py": 31, "tests/test_sparse.py": 31,
+           "tests/test_choosing_k.py": 27, "tests/test_interrupts.py": 23,
+           "tests/test_executor_loop.py": 22, "tests/test_fit_multiple.py": 22}
+
+
+def scope(nodeid: str) -> str:
+    """The unit a test process takes at once: the test's module, or ``"cluster"``."""
+    module = nodeid.split("::", 1)[0]
+    return "cluster" if module in CLUSTER_MODULES else module
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stop at once without Java if a selected test needs Spark. Order: the scopes by
+    :data:`SECONDS`, then by number of tests, each scope's tests together in their order,
+    and the test that stops the shared cluster after every other of its scope.
+
+    Under pytest-xdist (``-n 2``, the default in pyproject.toml) a scope's tests stay on one
     worker, so its module fixtures (a Connect server, a benchmark run) start once, and the
     standalone cluster's modules share one worker: one cluster a run (see below)."""
     if any(name in getattr(item, "fixturenames", ()) for item in items for name in NEEDS_JAVA):
@@ -57,26 +83,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             check_java()
         except JavaNotFoundError as e:
             pytest.exit(str(e), returncode=3)
-    items.sort(key=lambda item: item.get_closest_marker("stops_cluster") is not None)
+    scopes = [scope(item.nodeid) for item in items]
+    sizes, seen = Counter(scopes), {name: i for i, name in reversed(list(enumerate(scopes)))}
 
+    def rank(name: str) -> tuple[int, int, int]:
+        return -SECONDS.get(name, 0), -sizes[name], seen[name]
 
-
-#: Test modules that use the standalone cluster: they run in one test process, one after
-#: another, so one cluster serves them all.
-CLUSTER_MODULES = ("tests/test_cluster.py", "tests/test_connect_cluster.py",
-                   "tests/test_orphans.py", "tests/test_spark_cluster_smoke.py")
+    key = {id(item): (*rank(name), item.get_closest_marker("stops_cluster") is not None)
+           for item, name in zip(items, scopes, strict=True)}
+    items.sort(key=lambda item: key[id(item)])
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """pytest-xdist's ``loadscope`` by module, the cluster's modules as one scope (its
-    ``xdist_group`` marks do nothing under pytest 9: it renames node ids that pytest 9 no
-    longer reads)."""
+    """pytest-xdist's ``loadscope`` by :func:`scope` (its ``xdist_group`` marks do nothing
+    under pytest 9: it renames node ids that pytest 9 no longer reads), the scopes handed out
+    in the order of :func:`pytest_collection_modifyitems`."""
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the collection's order of scopes
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "cluster" if module in CLUSTER_MODULES else module
+            return scope(nodeid)
 
     return ByModule(config, log)
 
@@ -86,11 +114,13 @@ def spark() -> Iterator[SparkSession]:
     """local[2,4]: two cores, and a failed task is retried (plain local[N] never retries).
     Python workers fork from tests/warm_daemon.py (the repository root goes on the JVM's
     PYTHONPATH, which Spark passes on to them)."""
+    from tests.procs import WARM_DAEMON
+
     with pytest.MonkeyPatch.context() as env:
         paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env.setenv("PYTHONPATH", os.pathsep.join(paths))
         session = local_session("local[2,4]", app_name="sparkml_lloyd-tests",
-                                conf={"spark.python.daemon.module": "tests.warm_daemon"})
+                                conf={"spark.python.daemon.module": WARM_DAEMON})
     yield session
     session.stop()
 

@@ -84,9 +84,13 @@ def executors(roots: Iterable[int]) -> list[psutil.Process]:
     return [p for p in descendants(roots) if EXECUTOR_MAIN in cmdline(p)]
 
 
+#: The suite's worker daemon (tests/warm_daemon.py): the ``spark.python.daemon.module`` of
+#: the local session, the Connect servers and the drivers on the standalone cluster.
+WARM_DAEMON = "tests.warm_daemon"
+
 #: Modules a PySpark worker daemon runs as (``spark.python.daemon.module``): PySpark's, and
-#: the suite's local session's (tests/warm_daemon.py).
-DAEMON_MODULES = ("pyspark.daemon", "tests.warm_daemon")
+#: the suite's.
+DAEMON_MODULES = ("pyspark.daemon", WARM_DAEMON)
 
 
 def _pyspark_role(proc: psutil.Process) -> str | None:

@@ -51,6 +51,7 @@ import psutil
 
 from tests.procs import (
     FAST_JVM_OPTS,
+    WARM_DAEMON,
     alive,
     cmdline,
     descendants,
@@ -349,6 +350,9 @@ class StandaloneCluster:
         assert self.tmp_dir is not None
         env = dict(os.environ)
         scratch = str(self.tmp_dir / "tmp")
+        # The executors' Python workers fork from tests/warm_daemon.py (session_conf): the
+        # repository root leads the PYTHONPATH they inherit from the workers.
+        path = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         # Executors inherit the workers' environment: keep every temp file
         # (JVM native-lib copies, block manager dirs, Python temp files)
         # inside the cluster dir, so stop() removes them even after SIGKILLs.
@@ -365,6 +369,7 @@ class StandaloneCluster:
             # Empty conf dir: ignore any spark-env.sh / spark-defaults.conf.
             SPARK_CONF_DIR=str(self.tmp_dir / "conf"),
             PYSPARK_PYTHON=sys.executable,
+            PYTHONPATH=os.pathsep.join(path),
             # Fail (and retry with fresh ports) instead of silently moving to
             # port+1, which would make master_url lie; no REST server, it
             # would grab the fixed port 6066.
@@ -753,8 +758,8 @@ def session_conf(master_url: str, executors: int = 2) -> dict[str, str]:
     """Spark conf for a driver talking to a :class:`StandaloneCluster`.
 
     *executors* 1-core, 512 MiB executors (at most one per 1-core worker),
-    everything on loopback, no UI, and :data:`FAST_JVM_OPTS` for the driver
-    and executor JVMs.
+    everything on loopback, no UI, :data:`FAST_JVM_OPTS` for the driver
+    and executor JVMs, and Python workers forked from :data:`WARM_DAEMON`.
     """
     return {
         "spark.master": master_url,
@@ -766,6 +771,7 @@ def session_conf(master_url: str, executors: int = 2) -> dict[str, str]:
         "spark.cores.max": str(executors),
         "spark.driver.extraJavaOptions": FAST_JVM_OPTS,
         "spark.executor.extraJavaOptions": FAST_JVM_OPTS,
+        "spark.python.daemon.module": WARM_DAEMON,
     }
 
 

@@ -15,7 +15,7 @@ from tests import connect_client as client
 from tests.connect_server import ConnectServer
 from tests.fits import staircase
 from tests.helpers import relative_difference
-from tests.procs import cpu_seconds, python_worker_pids
+from tests.procs import WARM_DAEMON, cpu_seconds, python_worker_pids
 
 
 def _wait_until_python_runs(executors: list[int], timeout: float = 120.0) -> None:
@@ -42,7 +42,10 @@ def test_an_executor_killed_mid_fit_gives_the_same_result(cluster):
     x, _ = staircase(320)
     light = x[:320]
     expected = {"centers": [[light.mean()], [x[-1]]], "cost": ((light - light.mean()) ** 2).sum()}
-    with ConnectServer(cluster.master_url) as remote:
+    # The executors' workers fork from tests/warm_daemon.py, as under every driver on the
+    # cluster (tests.spark_cluster.session_conf).
+    warm = {"spark.python.daemon.module": WARM_DAEMON}
+    with ConnectServer(cluster.master_url, conf=warm) as remote:
         app = remote.app_id()
         proc = client.start(remote.url, "long", "1e6")
         try:
