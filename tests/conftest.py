@@ -73,7 +73,8 @@ def scope(nodeid: str) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Stop at once without Java if a selected test needs Spark. Order: the scopes by
     :data:`SECONDS`, then by number of tests, each scope's tests together in their order,
-    and the test that stops the shared cluster after every other of its scope.
+    and the test that stops the shared cluster after every other of its scope (every test
+    that uses the cluster is in it).
 
     Under pytest-xdist (``-n 2``, the default in pyproject.toml) a scope's tests stay on one
     worker, so its module fixtures (a Connect server, a benchmark run) start once, and the
@@ -83,15 +84,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             check_java()
         except JavaNotFoundError as e:
             pytest.exit(str(e), returncode=3)
-    scopes = [scope(item.nodeid) for item in items]
-    sizes, seen = Counter(scopes), {name: i for i, name in reversed(list(enumerate(scopes)))}
+    scopes = {item.nodeid: scope(item.nodeid) for item in items}
+    sizes, first = Counter(scopes.values()), {}
+    for i, name in enumerate(scopes.values()):
+        first.setdefault(name, i)
 
-    def rank(name: str) -> tuple[int, int, int]:
-        return -SECONDS.get(name, 0), -sizes[name], seen[name]
+    def key(item: pytest.Item) -> tuple[int, int, int, bool]:
+        name = scopes[item.nodeid]
+        stops = item.get_closest_marker("stops_cluster") is not None
+        return -SECONDS.get(name, 0), -sizes[name], first[name], stops
 
-    key = {id(item): (*rank(name), item.get_closest_marker("stops_cluster") is not None)
-           for item, name in zip(items, scopes, strict=True)}
-    items.sort(key=lambda item: key[id(item)])
+    items.sort(key=key)  # stable: each scope's tests keep their order
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

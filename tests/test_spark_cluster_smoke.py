@@ -83,9 +83,9 @@ def test_job_survives_executor_kill(cluster: StandaloneCluster, tmp_path: Path) 
 def test_stop_leaves_nothing_behind(cluster: StandaloneCluster) -> None:
     """``stop()`` (idempotent) kills master, workers, executors, Python workers.
 
-    It stops the suite's shared cluster, so it runs after every other test (the
-    ``stops_cluster`` marker, see tests/conftest.py); the fixture's own ``stop()`` is then a
-    no-op.
+    It stops the suite's shared cluster, so it runs after every other test that uses the
+    cluster (the ``stops_cluster`` marker, see tests/conftest.py); the fixture's own
+    ``stop()`` is then a no-op.
     """
     tmp_dir = cluster.tmp_dir
     assert tmp_dir is not None
