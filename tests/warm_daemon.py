@@ -19,9 +19,10 @@ these collections. ``gc.freeze()`` before forking, as Python's documentation of 
 advises, leaves the daemon's objects out of every collection: 0.6 CPU-s a fit, and the whole
 suite ~900 -> ~710 CPU-s (30 Nov). Objects the tasks make are collected as before.
 
-The daemon and the workers are PySpark's own code. Subprocesses that start Spark for
-themselves (the CLI, the demo, the benchmark runner, the documentation's examples) keep the
-plain ``pyspark.daemon``, as a user's Spark does.
+The daemon and the workers are PySpark's own code. The subprocesses that start a Spark of their
+own through the package (the console script and ``python -m sparkml_lloyd`` of
+tests/test_cli.py and tests/test_demo.py, the benchmark runner) keep the plain
+``pyspark.daemon``, as a user's Spark does.
 """
 
 import gc
