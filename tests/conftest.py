@@ -117,13 +117,12 @@ def spark() -> Iterator[SparkSession]:
     """local[2,4]: two cores, and a failed task is retried (plain local[N] never retries).
     Python workers fork from tests/warm_daemon.py (the repository root goes on the JVM's
     PYTHONPATH, which Spark passes on to them)."""
-    from tests.procs import WARM_DAEMON
+    from tests.procs import WARM_DAEMON_CONF, pythonpath_with
 
     with pytest.MonkeyPatch.context() as env:
-        paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env.setenv("PYTHONPATH", os.pathsep.join(paths))
+        env.setenv("PYTHONPATH", pythonpath_with(str(ROOT)))
         session = local_session("local[2,4]", app_name="sparkml_lloyd-tests",
-                                conf={"spark.python.daemon.module": WARM_DAEMON})
+                                conf=WARM_DAEMON_CONF)
     yield session
     session.stop()
 

@@ -25,6 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.procs import pythonpath_with
+
 #: Server settings of every test server (plus those :class:`ConnectServer` is given).
 BASE_CONF = {
     "spark.driver.host": "127.0.0.1",
@@ -57,8 +59,7 @@ class ConnectServer:
         import pyspark
 
         self.master = master
-        self.pythonpath = [*(pythonpath or []),
-                           *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        self.pythonpath = pythonpath_with(*(pythonpath or []))
         self.port = free_port()
         self.ui_port = free_port()
         self.home = Path(pyspark.__file__).resolve().parent
@@ -86,7 +87,7 @@ class ConnectServer:
         return f"sc://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        path = {"PYTHONPATH": os.pathsep.join(self.pythonpath)} if self.pythonpath else {}
+        path = {"PYTHONPATH": self.pythonpath} if self.pythonpath else {}
         return {**os.environ, **path, "SPARK_HOME": str(self.home),
                 "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
                 "SPARK_LOG_DIR": str(self.dir),

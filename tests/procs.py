@@ -88,6 +88,17 @@ def executors(roots: Iterable[int]) -> list[psutil.Process]:
 #: the local session, the Connect servers and the drivers on the standalone cluster.
 WARM_DAEMON = "tests.warm_daemon"
 
+#: The Spark conf that makes a session's Python workers fork from :data:`WARM_DAEMON` (its
+#: folder must be on their PYTHONPATH: :func:`pythonpath_with`).
+WARM_DAEMON_CONF = {"spark.python.daemon.module": WARM_DAEMON}
+
+
+def pythonpath_with(*folders: str) -> str:
+    """A PYTHONPATH of ``folders`` first, then this process's PYTHONPATH ("" if neither)."""
+    inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return os.pathsep.join([*folders, *filter(None, inherited)])
+
+
 #: Modules a PySpark worker daemon runs as (``spark.python.daemon.module``): PySpark's, and
 #: the suite's.
 DAEMON_MODULES = ("pyspark.daemon", WARM_DAEMON)

@@ -51,7 +51,7 @@ import psutil
 
 from tests.procs import (
     FAST_JVM_OPTS,
-    WARM_DAEMON,
+    WARM_DAEMON_CONF,
     alive,
     cmdline,
     descendants,
@@ -60,6 +60,7 @@ from tests.procs import (
     kill_by_pid,
     pgid,
     process,
+    pythonpath_with,
     signal_pid,
 )
 
@@ -350,9 +351,6 @@ class StandaloneCluster:
         assert self.tmp_dir is not None
         env = dict(os.environ)
         scratch = str(self.tmp_dir / "tmp")
-        # The executors' Python workers fork from tests/warm_daemon.py (session_conf): the
-        # repository root leads the PYTHONPATH they inherit from the workers.
-        path = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         # Executors inherit the workers' environment: keep every temp file
         # (JVM native-lib copies, block manager dirs, Python temp files)
         # inside the cluster dir, so stop() removes them even after SIGKILLs.
@@ -369,7 +367,9 @@ class StandaloneCluster:
             # Empty conf dir: ignore any spark-env.sh / spark-defaults.conf.
             SPARK_CONF_DIR=str(self.tmp_dir / "conf"),
             PYSPARK_PYTHON=sys.executable,
-            PYTHONPATH=os.pathsep.join(path),
+            # The executors' Python workers fork from tests/warm_daemon.py (session_conf):
+            # the repository root leads the PYTHONPATH they inherit from the workers.
+            PYTHONPATH=pythonpath_with(str(ROOT)),
             # Fail (and retry with fresh ports) instead of silently moving to
             # port+1, which would make master_url lie; no REST server, it
             # would grab the fixed port 6066.
@@ -584,9 +584,8 @@ def driver_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """
     env = dict(os.environ)
     env.pop("PYSPARK_SUBMIT_ARGS", None)
-    path = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env.update(
-        PYTHONPATH=os.pathsep.join(path),
+        PYTHONPATH=pythonpath_with(str(ROOT)),
         SPARK_LOCAL_IP=LOOPBACK,
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
@@ -771,7 +770,7 @@ def session_conf(master_url: str, executors: int = 2) -> dict[str, str]:
         "spark.cores.max": str(executors),
         "spark.driver.extraJavaOptions": FAST_JVM_OPTS,
         "spark.executor.extraJavaOptions": FAST_JVM_OPTS,
-        "spark.python.daemon.module": WARM_DAEMON,
+        **WARM_DAEMON_CONF,
     }
 
 

@@ -17,7 +17,7 @@ from sparkml_lloyd._blockstore import block_files
 from tests import connect_client as client
 from tests.connect_server import ConnectServer
 from tests.helpers import relative_difference
-from tests.procs import WARM_DAEMON
+from tests.procs import WARM_DAEMON_CONF
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def server():
     """A local[2] Connect server whose Python workers fork from tests/warm_daemon.py, as the
     local session's do (each of its ~20 workers would import pandas, pyarrow and numpy
     again)."""
-    with ConnectServer("local[2]", conf={"spark.python.daemon.module": WARM_DAEMON},
+    with ConnectServer("local[2]", conf=WARM_DAEMON_CONF,
                        pythonpath=[str(ROOT)]) as s:
         yield s
 

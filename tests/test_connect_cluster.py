@@ -15,7 +15,7 @@ from tests import connect_client as client
 from tests.connect_server import ConnectServer
 from tests.fits import staircase
 from tests.helpers import relative_difference
-from tests.procs import WARM_DAEMON, cpu_seconds, python_worker_pids
+from tests.procs import WARM_DAEMON_CONF, cpu_seconds, python_worker_pids
 
 
 def _wait_until_python_runs(executors: list[int], timeout: float = 120.0) -> None:
@@ -44,8 +44,7 @@ def test_an_executor_killed_mid_fit_gives_the_same_result(cluster):
     expected = {"centers": [[light.mean()], [x[-1]]], "cost": ((light - light.mean()) ** 2).sum()}
     # The executors' workers fork from tests/warm_daemon.py, as under every driver on the
     # cluster (tests.spark_cluster.session_conf).
-    warm = {"spark.python.daemon.module": WARM_DAEMON}
-    with ConnectServer(cluster.master_url, conf=warm) as remote:
+    with ConnectServer(cluster.master_url, conf=WARM_DAEMON_CONF) as remote:
         app = remote.app_id()
         proc = client.start(remote.url, "long", "1e6")
         try:
