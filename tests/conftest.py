@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
 #: Test modules that use the standalone cluster: they run in one test process, one after
 #: another, so one cluster serves them all.
 CLUSTER_MODULES = ("tests/test_cluster.py", "tests/test_connect_cluster.py",
-                   "tests/test_orphans.py", "tests/test_spark_cluster_smoke.py")
+                   "tests/test_orphans.py", "tests/test_spark_cluster_stop.py")
 
 #: Rough seconds of the scopes that take 20 s or more in a whole run (30 Nov, 2 cores), for
 #: the order in which the test processes take them only: longest first, then the others by

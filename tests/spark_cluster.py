@@ -11,19 +11,16 @@ Two roles:
   exchanges line-delimited JSON "events" with it. The suite's one cluster is
   the ``cluster`` fixture of ``tests/conftest.py``.
 
-* **Driver module** (run as ``python -m tests.spark_cluster SCENARIO
-  MASTER_URL`` from the repository root, see :data:`DRIVER_MODULE`): the smoke
-  scenarios used by ``test_spark_cluster_smoke.py``. The child-side helpers
+* **Child side** (helpers for the driver modules that tests run in a
+  :class:`DriverProcess`: ``python -m tests.test_cluster serve``, tests/long_fit_driver.py):
   :func:`claim_stdout_for_events`, :func:`build_session`, :func:`emit`,
-  :func:`wait_for_parent` and :func:`wait_for_executors` can be reused by
-  other driver modules.
+  :func:`wait_for_executors` and :func:`failed_tasks`.
 
 Linux only (uses ``prctl``).
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import collections
 import contextlib
@@ -39,10 +36,8 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -71,8 +66,6 @@ if TYPE_CHECKING:
 LOOPBACK = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: driver children run there, with it on ``PYTHONPATH``."""
-DRIVER_MODULE = "tests.spark_cluster"
-"""This module, run as a driver child: ``DriverProcess(["-m", DRIVER_MODULE, ...])``."""
 EVENT_PREFIX = "@@spark-cluster-event@@ "
 """Prefix of the stdout lines a driver child uses to report events."""
 
@@ -600,18 +593,18 @@ class DriverProcess:
     """A Python child process acting as a Spark driver, streaming events.
 
     The child reports progress with :func:`emit` (stdout lines starting with
-    :data:`EVENT_PREFIX`) and may block in :func:`wait_for_parent` until the
-    parent calls :meth:`send`. The child gets its own process group; :meth:`close`
-    kills the child, its py4j driver JVM and anything else in that group, each by
-    its PID. It runs in :data:`ROOT` unless *cwd* says otherwise. The child's temp files
-    (``TMPDIR``, ``java.io.tmpdir``) live in :attr:`scratch_dir`, removed by
-    :meth:`close`; its stderr (Spark logs) goes to ``stderr.log`` there, and
+    :data:`EVENT_PREFIX`) and reads the lines the parent writes with :meth:`send`. The
+    child gets its own process group; :meth:`close` kills the child, its py4j driver JVM
+    and anything else in that group, each by its PID. It runs in :data:`ROOT` unless *cwd*
+    says otherwise. The child's temp files (``TMPDIR``, ``java.io.tmpdir``) live in
+    :attr:`scratch_dir`, removed by :meth:`close`; its stderr (Spark logs) goes to
+    ``stderr.log`` there, and
     the tail is included in every :class:`DriverProcessError`.
 
     Example::
 
-        with DriverProcess(["-m", DRIVER_MODULE, "sum", cluster.master_url]) as drv:
-            event = drv.wait_event("sum", timeout=120)
+        with DriverProcess(["-m", "tests.test_cluster", "serve", cluster.master_url]) as drv:
+            event = drv.wait_event("ready", timeout=120)
     """
 
     def __init__(
@@ -699,8 +692,8 @@ class DriverProcess:
                 self.received[name] = event
                 return event
 
-    def send(self, line: str = "continue") -> None:
-        """Write one line to the child's stdin (see :func:`wait_for_parent`)."""
+    def send(self, line: str) -> None:
+        """Write one line to the child's stdin."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
@@ -812,13 +805,6 @@ def emit(event: str, **data: Any) -> None:
     out.flush()
 
 
-def wait_for_parent(expected: str = "continue") -> None:
-    """Block until the parent sends *expected* via :meth:`DriverProcess.send`."""
-    line = sys.stdin.readline()
-    if line.strip() != expected:
-        raise RuntimeError(f"expected {expected!r} from parent, got {line!r}")
-
-
 def wait_for_executors(sc: SparkContext, count: int, timeout: float = 90.0) -> None:
     """Block until *count* executors have registered with the driver."""
     deadline = time.monotonic() + timeout
@@ -832,25 +818,6 @@ def wait_for_executors(sc: SparkContext, count: int, timeout: float = 90.0) -> N
         time.sleep(0.2)
 
 
-def _square_after(x: int, gate: str) -> int:
-    """``x * x`` once the file *gate* exists (the parent creates it)."""
-    while not os.path.exists(gate):
-        time.sleep(0.01)
-    return x * x
-
-
-def _scenario_sum(master_url: str, gate: str | None = None) -> None:
-    """Sum of squares; then hold the session until the parent says go."""
-    spark = build_session(master_url, "smoke-sum")
-    sc = spark.sparkContext
-    wait_for_executors(sc, 2)
-    value = sc.parallelize(range(1000), 4).map(lambda x: x * x).sum()
-    emit("sum", value=value, expected=sum(x * x for x in range(1000)), app_id=sc.applicationId)
-    wait_for_parent()  # parent inspects executors while the app is alive
-    spark.stop()
-    emit("stopped")
-
-
 def failed_tasks(sc: SparkContext, job_group: str) -> int:
     """Failed task attempts (e.g. lost with their executor) in *job_group*."""
     tracker = sc.statusTracker()
@@ -861,49 +828,3 @@ def failed_tasks(sc: SparkContext, job_group: str) -> int:
             stage = tracker.getStageInfo(stage_id)
             failed += stage.numFailedTasks if stage is not None else 0
     return failed
-
-
-def _scenario_slow(master_url: str, gate: str | None = None) -> None:
-    """A job whose tasks wait for the file *gate*: the parent kills an executor while they
-    run, then creates the file."""
-    if gate is None:
-        raise ValueError("the slow scenario needs --gate")
-    spark = build_session(master_url, "smoke-slow")
-    sc = spark.sparkContext
-    wait_for_executors(sc, 2)
-    sc.setJobGroup("slow", "job that loses an executor")
-    emit("slow_start", app_id=sc.applicationId)
-    t0 = time.monotonic()
-    value = sc.parallelize(range(200), 8).map(partial(_square_after, gate=gate)).sum()
-    emit(
-        "slow",
-        value=value,
-        expected=sum(x * x for x in range(200)),
-        seconds=time.monotonic() - t0,
-        failed_tasks=failed_tasks(sc, "slow"),
-    )
-    spark.stop()
-    emit("stopped")
-
-
-_SCENARIOS = {"sum": _scenario_sum, "slow": _scenario_slow}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the driver child: ``-m tests.spark_cluster SCENARIO MASTER [--gate F]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=sorted(_SCENARIOS))
-    parser.add_argument("master_url")
-    parser.add_argument("--gate", help="file the slow scenario's tasks wait for")
-    args = parser.parse_args(argv)
-    claim_stdout_for_events()
-    try:
-        _SCENARIOS[args.scenario](args.master_url, args.gate)
-    except BaseException:
-        emit("error", traceback=traceback.format_exc())
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

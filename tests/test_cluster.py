@@ -2,8 +2,8 @@
 loopback, started by the tests), including faults: an executor JVM or a Python worker killed
 with SIGKILL in the middle of a fit.
 
-The cluster is the suite's one (the ``cluster`` fixture of tests/conftest.py, shared with
-tests/test_spark_cluster_smoke.py). The cluster-side driver runs in a child process (this
+The cluster is the suite's one (the ``cluster`` fixture of tests/conftest.py, shared with the
+other modules of its scope there). The cluster-side driver runs in a child process (this
 process already owns the suite's local SparkContext): ``python -m tests.test_cluster serve
 MASTER_URL`` starts a SparkSession on the
 cluster, reports ``ready``, then runs one JSON command per stdin line and reports the result
@@ -182,6 +182,17 @@ def _local(spark: SparkSession, params: dict[str, Any], data: str) -> dict[str, 
     return fit_result(LloydKMeans(**params).fit(frame(spark, data)))
 
 
+def test_the_driver_has_one_executor_on_each_worker_in_its_process_group(
+    cluster: StandaloneCluster, driver: DriverProcess
+) -> None:
+    """The harness's cluster as the fault tests rely on it: the driver's application runs on
+    exactly one executor JVM per 1-core worker, each in its worker's process group (where
+    the cluster's ``stop()`` reaches it)."""
+    pids = executor_pids(cluster, driver.received["ready"]["app_id"])
+    assert len(pids) == 2, cluster.log_tail()
+    assert {os.getpgid(p) for p in pids} <= set(cluster.worker_pids)
+
+
 @pytest.mark.parametrize("init_mode", ["k-means||", "random"])
 def test_fit_on_the_cluster_gives_the_local_centers(
     spark: SparkSession, cluster: StandaloneCluster, driver: DriverProcess, init_mode: str
@@ -286,6 +297,7 @@ def test_fit_survives_the_loss_of_an_executor(
     )
     print(f"killed executor {killed}; fit: {event['finished'] - event['started']:.1f} s, "
           f"{event['failed_tasks']} failed tasks")
+    assert event["failed_tasks"] >= 1, (killed, event)  # the kill cost a running task
     assert event["centers"] == undisturbed["centers"]
     assert (event["num_iter"], event["cost"]) == (undisturbed["num_iter"], undisturbed["cost"])
     assert event["loop_fallbacks"] == 1  # the kill broke the executor loop; jobs took over
