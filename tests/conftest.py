@@ -51,17 +51,19 @@ def pytest_configure(config: pytest.Config) -> None:
 CLUSTER_MODULES = ("tests/test_cluster.py", "tests/test_connect_cluster.py",
                    "tests/test_orphans.py", "tests/test_spark_cluster_stop.py")
 
-#: Rough seconds of the scopes that take 20 s or more in a whole run (30 Nov, 2 cores), for
+#: Rough seconds of the scopes that take 10 s or more in a whole run (30 Nov, 2 cores), for
 #: the order in which the test processes take them only: longest first, then the others by
-#: number of tests (pytest-xdist's own order), so that the two processes end together. By
-#: number of tests alone the cluster's modules came late and one process ended ~30 s after
-#: the other.
-SECONDS = {"cluster": 190, "tests/test_connect.py": 110, "tests/test_benchmarks_smoke.py": 70,
-           "tests/test_invalid_rows.py": 45, "tests/test_cli.py": 35,
-           "tests/test_docs_examples.py": 33, "tests/test_errors.py": 31,
-           "tests/test_benchmarks_smoke_connect.py": 31, "tests/test_sparse.py": 31,
-           "tests/test_choosing_k.py": 27, "tests/test_interrupts.py": 23,
-           "tests/test_executor_loop.py": 22, "tests/test_fit_multiple.py": 22}
+#: number of tests (pytest-xdist's own order), so that the two processes end together (the
+#: short ones come last and fill the gap). By number of tests alone the cluster's modules
+#: came late and one process ended ~30 s after the other.
+SECONDS = {"cluster": 140, "tests/test_connect.py": 120, "tests/test_benchmarks_smoke.py": 90,
+           "tests/test_invalid_rows.py": 34, "tests/test_docs_examples.py": 34,
+           "tests/test_cli.py": 33, "tests/test_choosing_k.py": 28, "tests/test_sparse.py": 24,
+           "tests/test_executor_loop.py": 22, "tests/test_fit_multiple.py": 20,
+           "tests/test_errors.py": 18, "tests/test_interrupts.py": 17,
+           "tests/test_oracles.py": 16, "tests/test_faults.py": 13,
+           "tests/test_transform.py": 12, "tests/test_persistence.py": 11,
+           "tests/test_no_java.py": 10}
 
 
 def scope(nodeid: str) -> str:

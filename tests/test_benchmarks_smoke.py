@@ -5,8 +5,8 @@ ours, MLlib, scikit-learn and the per-row walkthrough agree, and the page and pl
 into a scratch directory (the real docs/benchmarks.md is left alone). The smoke grid has one
 dense cell and one sparse cell (text-like documents): there the centers of ours, MLlib and
 scikit-learn agree too, our CSR blocks take the data's non-zero storage, and the page has its
-*Sparse features* section. (The Connect cell: tests/test_benchmarks_smoke_connect.py, a run
-of its own, so the two runs go to different test processes.)
+*Sparse features* section. The same run (``--backend both``) then measures the Connect cell
+on a Spark Connect server it starts: one runner process and one page for both.
 
 The runner is started as ``sparkml-lloyd bench`` starts it: ``python -m benchmarks.run`` in the
 checkout root, with no PYTHONPATH (Spark's Python workers get the package's functions by
@@ -35,7 +35,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    return (*bench_smoke(out), out)
+    return (*bench_smoke(out, "--backend", "both"), out)
 
 
 @pytest.mark.slow
@@ -47,7 +47,7 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
     assert record["complete"] and record["smoke"]
     assert record["environment"]["git"]["commit"]
     assert record["environment"]["versions"]["pyspark"]
-    cell, sparse = record["cells"]
+    cell, sparse, _connect = record["cells"]
     assert "nnz" not in cell and sparse["nnz"] == 20
     assert cell["backend"] == sparse["backend"] == "classic"
     assert cell["status"] == "ok", cell.get("traceback")
@@ -77,6 +77,52 @@ def test_smoke_centers_agree(smoke_run):
     assert check["max_rel_diff"] <= 1e-9
     assert set(check["ours_vs"]) == {"mllib", "sklearn", "per_row"}
     assert not any(it["converged_before_m2"] for it in check["iterations"].values())
+
+
+@pytest.mark.slow
+def test_smoke_connect_cell(smoke_run):
+    """On a Spark Connect server started for the run, with the classic run's driver memory,
+    a client process fitted ours and Spark's ml KMeans on the same cached data (every fit ran
+    its m1 and m2 iterations), transformed with the same centers (same predictions; ours
+    through its Arrow UDF; an Arrow UDF returning zeros timed beside them), probed what
+    ours holds in the server's Python workers, and timed each step of our Connect fit; the
+    page has the *Spark Connect* section with its targets, not judged on smoke data."""
+    from benchmarks.connect import result_bytes
+
+    proc, results, out = smoke_run
+    record = json.loads(results[0].read_text())
+    cell = record["cells"][-1]
+    assert cell["backend"] == "connect" and cell["status"] == "ok", (
+        cell.get("traceback") or proc.stderr[-4000:])
+    assert record["connect_environment"]["spark_conf"]["spark.driver.memory"] == (
+        record["environment"]["spark_conf"]["spark.driver.memory"])
+    assert set(cell["competitors"]) == {"ours", "ml_row"}
+    for res in cell["competitors"].values():
+        assert res["num_iter"] == {str(res["m1"]): res["m1"], str(res["m2"]): res["m2"]}
+    assert cell["transform"]["predictions_agree"] and cell["transform"]["ours_path"] == "arrow"
+    # the floor of the Arrow route was timed beside them: it predicted 0 for every row
+    floor = cell["transform"]["floor"]
+    assert floor["prediction_sum"] == 0 and len(floor["raw"]) == len(
+        cell["transform"]["ours"]["raw"])
+    assert cell["default_fit"]["cost_ratio"] == pytest.approx(1.0, abs=0.05)
+    costs = cell["costs"]
+    assert costs["task_slots"] == 2 and costs["calls"] == 2
+    assert min(costs["slots"], costs["query"], costs["barrier_job"]) > 0
+    assert costs["gathers"] == 1 and costs["rendezvous"] > 0  # an allGather costs something
+    assert costs["result_bytes"] == result_bytes(cell["k"], cell["d"],
+                                                 cell["competitors"]["ours"]["m2"])
+    probe = cell["memory"]["cache_by_competitor"]["ours"]
+    assert probe["polls"] >= 1 and probe["workers_baseline_bytes"] > 0
+    verdicts = {t["id"]: t["status"] for t in record["targets"]}
+    assert verdicts["connect_default_fit"] == verdicts["connect_transform"] == (
+        "not judged (smoke run)")
+    page = (out / "docs" / "benchmarks.md").read_text()
+    connect = page[page.index("## Spark Connect"):page.index("## Environment")]
+    for heading in ("### Connect targets", "### What each choice cost",
+                    "### Cached data on Connect", "### Transform"):
+        assert heading in connect
+    assert "| Arrow UDF returning 0 / built-in |" in connect
+    assert "Targets on Spark Connect: see [Spark Connect](#spark-connect)." in page
 
 
 @pytest.mark.slow
@@ -172,11 +218,13 @@ def test_report_only_merges_runs_of_different_cells(smoke_run, tmp_path, capsys)
     again["cells"] = again["cells"][:1]
     again["cells"][0]["competitors"]["ours"]["per_iter"] = 123.0
     merged = R.merge([(results[0], record), (second, other), (tmp_path / "again.json", again)])
-    assert [R.cell_id(c) for c in merged["cells"]] == ["2e4,2,3", "3e4,2,3", "1e4,2^14,4,20"]
+    # (the Connect cell of the same n, d, k stays apart from the classic one)
+    assert [R.cell_id(c) for c in merged["cells"]] == [
+        "2e4,2,3", "3e4,2,3", "1e4,2^14,4,20", "connect 2e4,2,3"]
     assert merged["cells"][0]["competitors"]["ours"]["per_iter"] == 123.0
     assert merged["superseded"] == [{"cell": "2e4,2,3", "result": R._display_path(results[0])}]
-    assert [p["cells"] for p in merged["parts"]] == [["1e4,2^14,4,20"], ["3e4,2,3"],
-                                                     ["2e4,2,3"]]
+    assert [p["cells"] for p in merged["parts"]] == [
+        ["1e4,2^14,4,20", "connect 2e4,2,3"], ["3e4,2,3"], ["2e4,2,3"]]
     from benchmarks import report as B
 
     assert "measured again in a newer run, shown from it: (2e4,2,3)" in B.render_markdown(merged)
