@@ -598,8 +598,7 @@ class DriverProcess:
     and anything else in that group, each by its PID. It runs in :data:`ROOT` unless *cwd*
     says otherwise. The child's temp files (``TMPDIR``, ``java.io.tmpdir``) live in
     :attr:`scratch_dir`, removed by :meth:`close`; its stderr (Spark logs) goes to
-    ``stderr.log`` there, and
-    the tail is included in every :class:`DriverProcessError`.
+    ``stderr.log`` there, and the tail is included in every :class:`DriverProcessError`.
 
     Example::
 
