@@ -123,7 +123,7 @@ def _transform_path(model: Any, df: Any) -> str:
 class ArrowFloor:
     """A "model" whose ``transform`` ships the rows through our Connect transform's route and
     computes nothing: the same input columns
-    (:func:`sparkml_lloyd._schema.feature_columns` at the model's ``d``), the same UDF kind
+    (:func:`sparkml_lloyd._schema.feature_columns`), the same UDF kind
     (:func:`sparkml_lloyd._compat.arrow_udf`), 0 for every row. What it takes is the floor of
     any transform through a Python UDF on the server, whatever the UDF computes."""
 
@@ -139,7 +139,7 @@ class ArrowFloor:
         def zeros(*columns):  # type: ignore[no-untyped-def]  # hints would pick the UDF kind
             return pa.array(np.zeros(len(columns[0]), dtype=np.int32))
 
-        features = _schema.feature_columns(df, "features", length=self.d)
+        features = _schema.feature_columns(df, "features")
         udf = _compat.arrow_udf(zeros, T.IntegerType())
         return df.withColumn("prediction", udf(*features.values()))
 

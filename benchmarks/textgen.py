@@ -214,9 +214,7 @@ def generate(spark: SparkSession, cell: Cell, seed: int, partitions: int) -> Tex
     schema = T.StructType([T.StructField("features", VectorUDT())])
     df = (spark.range(0, num_chunks(cell.n), 1, numPartitions=partitions)
           .mapInArrow(body, schema).cache())
-    from sparkml_lloyd._catalyst import Catalyst
-
-    stored = Catalyst(spark).unwrap_udt(F.col("features"))
+    stored = F.unwrap_udt(F.col("features"))
     row = df.agg(F.count(F.lit(1)).alias("rows"),
                  F.sum(F.size(stored.getField("indices"))).alias("nnz")).first()
     if row is None or row["rows"] != cell.n:
@@ -230,10 +228,9 @@ def generate(spark: SparkSession, cell: Cell, seed: int, partitions: int) -> Tex
 def collect_csr(df: DataFrame, d: int) -> sp.csr_array:
     """The ``features`` column (sparse vectors of size ``d``) as an ``(n, d)`` CSR matrix on
     the driver, via Arrow and the vectors' stored struct (never dense)."""
-    from sparkml_lloyd._catalyst import Catalyst
     from sparkml_lloyd._compat import to_arrow  # DataFrame.toArrow is pyspark 4 only
 
-    stored = Catalyst(df.sparkSession).unwrap_udt(F.col("features"))
+    stored = F.unwrap_udt(F.col("features"))
     table = to_arrow(df.select(stored.getField("indices").alias("i"),
                                stored.getField("values").alias("v")))
     idx = table.column("i").combine_chunks()

@@ -52,16 +52,8 @@ def read_columns(
     columns: dict[str, pa.Array | pa.ChunkedArray], d: int | None, cosine: bool,
 ) -> tuple[Rows, np.ndarray, set[int]]:
     """:func:`read_rows` on the columns of :func:`sparkml_lloyd._schema.feature_columns` by
-    name: ``f`` (with ``i`` and ``s``), or ``v``, a vector's raw storage struct (``type``,
-    ``size``, ``indices``, ``values``: what Spark hands over for a vector column itself)."""
-    if "v" not in columns:
-        return read_rows(columns["f"], d, cosine, columns.get("i"), columns.get("s"))
-    struct = _combined(columns["v"])
-    values = struct.field("values")
-    if struct.null_count:  # a null vector: null values, whatever the struct's children hold
-        values = pa.compute.if_else(struct.is_null(), pa.nulls(len(struct), values.type),
-                                    values)
-    return read_rows(values, d, cosine, struct.field("indices"), struct.field("size"))
+    name: ``f``, with ``i`` and ``s`` for a vector column."""
+    return read_rows(columns["f"], d, cosine, columns.get("i"), columns.get("s"))
 
 
 def read_rows(

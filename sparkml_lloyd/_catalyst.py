@@ -5,7 +5,6 @@ exists, even for a classic session beside it.)
 
 * a Column <-> its catalyst expression (how differs between pyspark 3.5 and 4:
   :func:`sparkml_lloyd._compat.column_converter`);
-* a vector column as its stored struct, without a copy (catalyst's ``UnwrapUDT``);
 * a JVM method called row by row from the generated code of a query (catalyst's ``Invoke``,
   as Spark's own encoders call methods), on a literal that holds a JVM object.
 """
@@ -48,14 +47,6 @@ class Catalyst:
 
     def column(self, expression: Any) -> Column:
         return Column(self._column(expression))
-
-    def unwrap_udt(self, col: Column) -> Column:
-        """A vector column as its storage struct ``(type, size, indices, values)``: type 1 is
-        dense (``values`` holds every feature, ``size`` and ``indices`` are null), 0 sparse
-        (``size`` features, the non-zero ``values`` at ``indices``). No copy: catalyst's
-        ``UnwrapUDT`` only changes the type."""
-        unwrap = self.jvm.org.apache.spark.sql.catalyst.expressions.UnwrapUDT
-        return self.column(unwrap(self.expression(col)))
 
     def data_type(self, name: str) -> Any:
         """The JVM ``DataType`` of a simple type name (``"integer"``, ``"double"``)."""

@@ -71,7 +71,7 @@ def prediction_column(df: DataFrame, features_col: str, centers: np.ndarray, dis
     non-deterministic, so that Spark does not push that filter below the UDF and run it
     twice.
     """
-    features = _schema.feature_columns(df, features_col, length=centers.shape[1])
+    features = _schema.feature_columns(df, features_col)
     names = list(features)
     centers = K.unit_centers(centers, distance)
 

@@ -87,7 +87,7 @@ def vector_object(catalyst: Catalyst, source: Column, kind: str, udt: Any) -> An
 
     if kind == _schema.ARRAY:
         source = array_to_vector(source.cast(T.ArrayType(T.DoubleType())))
-    stored = catalyst.expression(catalyst.unwrap_udt(source))
+    stored = catalyst.expression(F.unwrap_udt(source))
     return catalyst.invoke(udt, "deserialize", catalyst.object_type(VECTOR), stored)
 
 
@@ -114,7 +114,7 @@ def row_rule(catalyst: Catalyst, source: Column, kind: str, d: int, cosine: bool
     finite). An array column is judged by its values directly."""
     inf = float("inf")
     if kind == _schema.VECTOR:
-        stored = catalyst.unwrap_udt(source)
+        stored = F.unwrap_udt(source)
         values = stored.getField("values")
         length = F.when(stored.getField("type") == 1, F.size(values)).otherwise(
             stored.getField("size"))

@@ -7,13 +7,10 @@ metadata matches the model's.
 
 from __future__ import annotations
 
-from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-
-from sparkml_lloyd import _catalyst
 
 VECTOR, ARRAY = "vector", "array"
 
@@ -58,51 +55,24 @@ def check_weight_column(df: DataFrame, col: str) -> None:
         )
 
 
-#: Under Spark Connect, vectors of at most this many features are read densely (see
-#: :func:`feature_columns`).
-REMOTE_DENSE_MAX_D = 1024
-
-
-def feature_columns(df: DataFrame, col: str, param: str = "featuresCol",
-                    length: int | None = None) -> dict[str, Column]:
+def feature_columns(df: DataFrame, col: str, param: str = "featuresCol") -> dict[str, Column]:
     """The features as the Arrow columns :func:`sparkml_lloyd._arrow.read_columns` reads, by
     name: ``f`` (the stored values) and, for a vector column, ``i`` (a sparse vector's
-    indices, empty for a dense one) and ``s`` (its size, -1 for a dense one); or ``v``, the
-    vector's raw storage struct.
+    indices, empty for a dense one) and ``s`` (its size, -1 for a dense one).
 
-    In classic Spark a vector column is read as its stored struct's fields (catalyst's
-    ``UnwrapUDT``, no copy), so a sparse vector reaches Python as its non-zeros. (Spark's
-    Arrow conversion of the UDT itself measured ~10x slower for dense vectors, because of
-    their null ``indices``, and of a column of null arrays ~8x: hence the ``coalesce``.)
-    Under Spark Connect catalyst is out of reach: vectors of at most
-    :data:`REMOTE_DENSE_MAX_D` features come dense through ``vector_to_array``, the fastest
-    route; longer ones as the raw struct ``v``, which keeps sparse rows sparse (measured on a
-    local Connect server: 0.5 s for 1e5 rows of 2^18 features, 30 non-zeros, where
-    ``vector_to_array`` would send 2 MB a row). The number of features is ``length`` when
-    the caller knows it (a model's: a row of another length is invalid whichever route it
-    takes), else the column's metadata, else its first row (one small query)."""
+    A vector column is read as its stored struct's fields (``unwrap_udt``, no copy; on
+    classic Spark and Spark Connect alike), so a sparse vector reaches Python as its
+    non-zeros. (Spark's Arrow conversion of the vector type itself measured ~10x slower for
+    dense vectors, because of their null ``indices``, and of a column of null arrays ~8x:
+    hence the ``coalesce``. ``vector_to_array``, which Connect clients used before, alone
+    took 0.6x the built-in's whole transform at (1e6, 20, 20) and sends a sparse row whole.)
+    """
     if features_kind(df, col, param) == ARRAY:
         return {"f": F.col(col).cast(T.ArrayType(T.DoubleType())).alias("f")}
-    if not _catalyst.available(df):
-        if (length if length is not None else _remote_length(df, col)) <= REMOTE_DENSE_MAX_D:
-            # vector_to_array raises on a null vector: keep null rows null for the row rule.
-            return {"f": F.when(F.col(col).isNotNull(), vector_to_array(F.col(col), "float64"))
-                    .alias("f")}
-        return {"v": F.col(col).alias("v")}
-    stored = _catalyst.Catalyst(df.sparkSession).unwrap_udt(F.col(col))
+    stored = F.unwrap_udt(F.col(col))
     return {"f": stored.getField("values").alias("f"),
             "i": F.coalesce(stored.getField("indices"), F.array().cast("array<int>")).alias("i"),
             "s": F.coalesce(stored.getField("size"), F.lit(-1)).alias("s")}
-
-
-def _remote_length(df: DataFrame, col: str) -> int:
-    """The vector length by the metadata, else by the first non-null row (one small query),
-    else 0."""
-    declared = declared_length(df, col)
-    if declared is not None:
-        return declared
-    first = df.select(col).where(F.col(col).isNotNull()).limit(1).collect()
-    return int(first[0][0].size) if first else 0
 
 
 def fit_input(df: DataFrame, features_col: str, weight_col: str | None) -> DataFrame:

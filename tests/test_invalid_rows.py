@@ -144,8 +144,8 @@ def test_transform_in_the_jvm_raises_under_error(table, name, row, distance, wor
 
 @pytest.mark.parametrize("name,row,distance,words,column", CASES)
 def test_the_arrow_udf_raises_under_error(table, name, row, distance, words, column):
-    """The Arrow path's UDF body on the rows as Spark hands them over (``vector_to_array``,
-    the cast of an array): the same message. (Through Spark, a failing Python UDF costs
+    """The Arrow path's UDF body on the rows as Spark hands them over (a vector's stored
+    fields, an array's cast): the same message. (Through Spark, a failing Python UDF costs
     seconds of task retries, so one case runs there, below.)"""
     from sparkml_lloyd._predict_arrow import predict_arrow
 
