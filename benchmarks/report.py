@@ -452,6 +452,13 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
             "*Spark UDF + row rule* (runs before 30 Nov 2026) was Spark's assignment UDF "
             "inside the same `CASE`, the rule two scans of every vector's stored values; "
             "*Arrow UDF* is our numpy kernel in an Arrow UDF (large `k x d`).")
+    aa = any("aa_ratio" in c.get("transform", {}) for c in _cells(record))
+    if aa:
+        lines[-1] += (
+            " *Built-in again / built-in (A/A)*: a second copy of Spark's model with the same "
+            "centers (`toSparkModel()` of ours), timed in the same interleaving: how far two "
+            "identical transforms land apart in this run, the scale on which to read *ours / "
+            "built-in* (runs before 1 Dec 2026 did not time it).")
     floors = any("floor" in c.get("transform", {}) for c in _cells(record))
     if floors:
         lines[-1] += (
@@ -469,6 +476,7 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
         rows.append([
             _cell_name(c), _fmt_s(t["ours"]["seconds"]), _fmt_s(t["builtin"]["seconds"]),
             _fmt_x(t["ratio"]),
+            *([_fmt_x(t.get("aa_ratio")) if "aa_ratio" in t else "-"] if aa else []),
             *([_fmt_x(t.get("floor_ratio")) if "floor" in t else "-"] if floors else []),
             _fmt_x(t.get("cpu_ratio")),
             f"{t['rows_per_second_ours'] / 1e6:.3g} M",
@@ -478,6 +486,7 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
             *([_transform_path(t)] if paths else []),
         ])
     lines += _table(["cell", "ours s", "built-in s", "ours / built-in",
+                     *(["built-in again / built-in (A/A)"] if aa else []),
                      *(["Arrow UDF returning 0 / built-in"] if floors else []),
                      "CPU ours / built-in",
                      "ours rows/s", "same prediction sum", "calls ours / built-in: min-max s",

@@ -56,6 +56,11 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
         assert len(res["t_m1"]) == len(res["t_m2"]) == record["settings"]["repeats"]
     assert cell["default_fit"]["ours"]["seconds"] > 0
     assert cell["transform"]["predictions_agree"]
+    # the A/A control: a second copy of Spark's model, timed in the same interleaving
+    again = cell["transform"]["builtin_again"]
+    assert len(again["raw"]) == len(cell["transform"]["builtin"]["raw"]) and again["seconds"] > 0
+    assert cell["transform"]["aa_ratio"] == again["seconds"] / cell["transform"]["builtin"][
+        "seconds"]
     assert (cell["transform"]["ours_path"], cell["transform"]["ours_handle_invalid"]) == (
         "jvm-predict", "error")
     assert cell["leftover_cached_rdds"] == []
@@ -122,6 +127,9 @@ def test_smoke_connect_cell(smoke_run):
                     "### Cached data on Connect", "### Transform"):
         assert heading in connect
     assert "| Arrow UDF returning 0 / built-in |" in connect
+    # both Transform tables show the A/A control (classic above the Connect section)
+    assert "| built-in again / built-in (A/A) |" in connect
+    assert "| built-in again / built-in (A/A) |" in page[:page.index("## Spark Connect")]
     assert "Targets on Spark Connect: see [Spark Connect](#spark-connect)." in page
 
 
