@@ -440,9 +440,8 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
         "model, which is shown apart (ours builds Spark's model holding our centers there; "
         "the built-in's was built by its fit).",
     ]
-    paths = any("ours_path" in c.get("transform", {}) for c in _cells(record))
-    if paths:
-        lines[-1] += (
+    notes = {  # what an optional column means, said where some cell has it
+        "ours_path": (
             " *Ours assigns with* is read from the plan of our transform: *Spark predict + "
             "row rule* is the `predict` of Spark's own `KMeansModel` holding our centers, "
             "called from the query's generated code (no UDF) inside `CASE WHEN <row is "
@@ -451,22 +450,22 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
             "finite) and applied per `handleInvalid` (shown; `\"error\"` is the default); "
             "*Spark UDF + row rule* (runs before 30 Nov 2026) was Spark's assignment UDF "
             "inside the same `CASE`, the rule two scans of every vector's stored values; "
-            "*Arrow UDF* is our numpy kernel in an Arrow UDF (large `k x d`).")
-    aa = any("aa_ratio" in c.get("transform", {}) for c in _cells(record))
-    if aa:
-        lines[-1] += (
+            "*Arrow UDF* is our numpy kernel in an Arrow UDF (large `k x d`)."),
+        "aa_ratio": (
             " *Built-in again / built-in (A/A)*: a second copy of Spark's model with the same "
             "centers (`toSparkModel()` of ours), timed in the same interleaving: how far two "
             "identical transforms land apart in this run, the scale on which to read *ours / "
-            "built-in* (runs before 1 Dec 2026 did not time it).")
-    floors = any("floor" in c.get("transform", {}) for c in _cells(record))
-    if floors:
-        lines[-1] += (
+            "built-in* (runs before 1 Dec 2026 did not time it)."),
+        "floor": (
             " *Arrow UDF returning 0 / built-in*: a UDF that ships the rows as ours does (the "
             "same input columns, the same UDF kind) and returns 0 for every row, timed "
             "interleaved with the two models (`benchmarks.connect.ArrowFloor`): what any "
             "transform through a Python UDF costs on this server before it computes "
-            "anything.")
+            "anything."),
+    }
+    present = {key for c in _cells(record) for key in c.get("transform", {}) if key in notes}
+    lines[-1] += "".join(text for key, text in notes.items() if key in present)
+    paths, aa, floors = ("ours_path" in present), ("aa_ratio" in present), ("floor" in present)
     lines.append("")
     rows = []
     for c in _cells(record):
