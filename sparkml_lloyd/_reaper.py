@@ -7,7 +7,9 @@ writes on a host starts one watcher for that JVM there: a small detached process
 every :data:`POLL_SECONDS` whether the JVM still runs (its pid with the same start time, so a
 reused pid does not fool it) and, once it does not, deletes the files matching the pattern
 :mod:`sparkml_lloyd._blockstore` gave it (that JVM's blocks) and ends. One watcher per JVM and
-directory: a marker file, created with ``O_EXCL``, holds the watcher's pid.
+directory: a marker file, created with ``O_EXCL``, holds the watcher's pid. Like any daemon
+it runs in its own session from ``/``, so it neither holds the executor's working directory
+(Spark deletes an application's folder when it ends) nor looks like a process of it.
 
 The watcher runs this file as a script (``python _reaper.py JVM_PID START MARKER PATTERN``):
 it imports neither the package nor numpy, so it starts in milliseconds.
@@ -81,7 +83,7 @@ def ensure(jvm_pid: int, marker: str, pattern: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), str(jvm_pid), started, marker, pattern],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        close_fds=True, start_new_session=True)
+        close_fds=True, start_new_session=True, cwd="/")
     proc.wait()  # it forks the watcher and returns at once: no zombie is left to us
 
 

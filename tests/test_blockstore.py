@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from sparkml_lloyd import _blockstore as bs
@@ -122,6 +123,10 @@ def test_the_files_of_a_jvm_go_when_it_dies_without_another_fit(monkeypatch):
             time.sleep(0.05)
         watcher = int(Path(marker).read_text())
         assert _reaper.start_time(watcher) is not None
+        # a daemon: its own session, run from / (not the executor's working directory, which
+        # Spark deletes, and by which a cluster's stop would take it for one of its processes)
+        assert psutil.Process(watcher).cwd() == "/"
+        assert os.getsid(watcher) != os.getsid(0)
         jvm.kill()
         jvm.wait()
         killed = time.monotonic()
