@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute
 import scipy.sparse as sp
 
 from sparkml_lloyd import _rows
