@@ -127,9 +127,6 @@ class ArrowFloor:
     (:func:`sparkml_lloyd._compat.arrow_udf`), 0 for every row. What it takes is the floor of
     any transform through a Python UDF on the server, whatever the UDF computes."""
 
-    def __init__(self, d: int) -> None:
-        self.d = d
-
     def transform(self, df: Any) -> Any:
         import pyarrow as pa
         from pyspark.sql import types as T

@@ -199,13 +199,13 @@ class Hooks:
     """What the measuring of a cell asks of its backend (classic here, Connect in
     :mod:`benchmarks.connect`): make the next timed call start clean; run one fit under a
     probe of what it caches (the outcome and the probe's figures); name the path our
-    ``transform`` takes; optionally, a transform of nothing (``transform_floor(d)``: a model
+    ``transform`` takes; optionally, a transform of nothing (``transform_floor()``: a model
     whose ``transform`` only ships the rows through our route), timed beside the others."""
 
     quiesce: Callable[[], None]
     probed_fit: Callable[[C.Competitor, int], tuple[C.FitOutcome, dict[str, Any]]]
     transform_path: Callable[[Any, Any], str]
-    transform_floor: Callable[[int], Any] | None = None
+    transform_floor: Callable[[], Any] | None = None
 
 
 def _classic_hooks(spark: SparkSession, sampler: MemorySampler) -> Hooks:
@@ -404,7 +404,7 @@ def _default_fit_and_transform(hooks: Hooks, settings: G.Settings,
     # far two identical transforms land apart in this run.
     models = {"ours": ours, "builtin": builtin_model, "builtin_again": ours.toSparkModel()}
     if hooks.transform_floor is not None:
-        models["floor"] = hooks.transform_floor(cell.d)
+        models["floor"] = hooks.transform_floor()
     times: dict[str, list[float]] = {who: [] for who in models}
     cpus: dict[str, list[float]] = {who: [] for who in models}
     sums: dict[str, int] = {}
