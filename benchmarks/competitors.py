@@ -324,15 +324,24 @@ def time_transform(model: Any, df: DataFrame) -> tuple[float, float, int]:
 
 
 def transform_path(model: LloydKMeansModel, df: DataFrame) -> str:
-    """Which path our ``model.transform(df)`` takes, read from Spark's optimized plan (one
-    query analysis, untimed): ``"arrow"`` when a Python UDF evaluates it (the numpy kernel in
-    an Arrow UDF), ``"jvm-predict"`` when Spark's KMeansModel ``predict`` is called from the
-    generated code under the row rule, ``"jvm"`` for Spark's KMeansModel UDF under the row
-    rule (the JVM path before 30 Nov 2026)."""
-    plan = str(model.transform(df)._jdf.queryExecution().optimizedPlan().toString())
+    """Which path our ``model.transform(df)`` takes, read from Spark's plan (one query
+    analysis, untimed; classic and Connect alike): ``"arrow"`` when a Python UDF evaluates
+    it (the numpy kernel in an Arrow UDF), ``"spark-scorer"`` when Spark's own
+    LogisticRegressionModel scores the rows under the row rule (since 1 Dec 2026). Older
+    records also have ``"jvm-predict"`` (Spark's KMeansModel ``predict`` called from the
+    generated code, 30 Nov-1 Dec 2026) and ``"jvm"`` (Spark's KMeansModel UDF)."""
+    import contextlib
+    import io
+
+    from sparkml_lloyd import _predict_spark
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        model.transform(df).explain(True)
+    plan = text.getvalue()
     if "EvalPython" in plan:
         return "arrow"
-    return "jvm-predict" if "clustering.KMeansModel@" in plan else "jvm"
+    return "spark-scorer" if _predict_spark.CLASS in plan else "unknown"
 
 
 def same_centers_model(builtin: MLKMeansModel) -> LloydKMeansModel:

@@ -111,15 +111,6 @@ def _storage(ui_port: int) -> dict[int, int]:
             for r in rest(ui_port, f"applications/{app}/storage/rdd")}
 
 
-def _transform_path(model: Any, df: Any) -> str:
-    """Under Connect our transform runs the numpy kernel in an Arrow UDF
-    (:mod:`sparkml_lloyd._predict`): there is no JVM to call."""
-    from sparkml_lloyd import _predict
-
-    assert not _predict.on_jvm(df)
-    return "arrow"
-
-
 class ArrowFloor:
     """A "model" whose ``transform`` ships the rows through our Connect transform's route and
     computes nothing: the same input columns
@@ -151,7 +142,7 @@ def _hooks(spark: Any, settings: G.Settings, server_pid: int, ui_port: int) -> r
         out = probe.run(lambda: comp.fit(m))
         return out, probe.to_json()
 
-    return runner.Hooks(quiesce, probed_fit, _transform_path, ArrowFloor)
+    return runner.Hooks(quiesce, probed_fit, ArrowFloor)
 
 
 def _pass_through(batches: Any) -> Any:

@@ -442,8 +442,13 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
     ]
     notes = {  # what an optional column means, said where some cell has it
         "ours_path": (
-            " *Ours assigns with* is read from the plan of our transform: *Spark predict + "
-            "row rule* is the `predict` of Spark's own `KMeansModel` holding our centers, "
+            " *Ours assigns with* is read from the plan of our transform: *Spark scorer + "
+            "row rule* (since 1 Dec 2026) is Spark's own `LogisticRegressionModel` whose "
+            "argmax is the nearest center (a decoy class 0 catches NaN and infinite rows), "
+            "under the row rule as Spark Columns (stored values scanned only where the "
+            "scorer gave class 0), on classic Spark and Spark Connect alike; *Spark predict "
+            "+ row rule* (30 Nov-1 Dec 2026) was the `predict` of Spark's own `KMeansModel` "
+            "holding our centers, "
             "called from the query's generated code (no UDF) inside `CASE WHEN <row is "
             "valid> THEN predict(features) ... END`, the row rule checked by one `x . x` "
             "pass over each vector (its stored values scanned only where that is not "
@@ -496,7 +501,8 @@ def _fit_transform_section(record: dict[str, Any]) -> list[str]:
 
 def _transform_path(t: dict[str, Any]) -> str:
     """How our transform assigned (older records do not say)."""
-    path = {"jvm-predict": "Spark predict + row rule", "jvm": "Spark UDF + row rule",
+    path = {"spark-scorer": "Spark scorer + row rule",
+            "jvm-predict": "Spark predict + row rule", "jvm": "Spark UDF + row rule",
             "arrow": "Arrow UDF"}.get(t.get("ours_path", ""))
     if path is None:
         return "-"

@@ -198,21 +198,19 @@ def build_settings(args: argparse.Namespace) -> G.Settings:
 class Hooks:
     """What the measuring of a cell asks of its backend (classic here, Connect in
     :mod:`benchmarks.connect`): make the next timed call start clean; run one fit under a
-    probe of what it caches (the outcome and the probe's figures); name the path our
-    ``transform`` takes; optionally, a transform of nothing (``transform_floor()``: a model
-    whose ``transform`` only ships the rows through our route), timed beside the others."""
+    probe of what it caches (the outcome and the probe's figures); optionally, a transform of
+    nothing (``transform_floor()``: a model whose ``transform`` only ships the rows through
+    the Arrow UDF route), timed beside the others."""
 
     quiesce: Callable[[], None]
     probed_fit: Callable[[C.Competitor, int], tuple[C.FitOutcome, dict[str, Any]]]
-    transform_path: Callable[[Any, Any], str]
     transform_floor: Callable[[], Any] | None = None
 
 
 def _classic_hooks(spark: SparkSession, sampler: MemorySampler) -> Hooks:
     sc = spark.sparkContext
     return Hooks(lambda: _quiesce(spark),
-                 lambda comp, m: _probed_fit(sc, sampler.jvm_pid, comp, m),
-                 C.transform_path)
+                 lambda comp, m: _probed_fit(sc, sampler.jvm_pid, comp, m))
 
 
 def _quiesce(spark: SparkSession) -> None:
@@ -438,7 +436,7 @@ def _default_fit_and_transform(hooks: Hooks, settings: G.Settings,
     tr["rows_per_second_ours"] = cell.n / tr["ours"]["seconds"]
     tr["rows_per_second_builtin"] = cell.n / tr["builtin"]["seconds"]
     tr["predictions_agree"] = sums["ours"] == sums["builtin"] == sums["builtin_again"]
-    tr["ours_path"] = hooks.transform_path(models["ours"], df)
+    tr["ours_path"] = C.transform_path(models["ours"], df)
     tr["ours_handle_invalid"] = models["ours"].getHandleInvalid()
     tr["method"] = ("model.transform(df).agg(F.sum('prediction')).collect(); same centers; "
                     f"one untimed first call each, then {settings.repeats} x "

@@ -5,15 +5,13 @@ one place; every other module calls these and holds no version test.
   ``pyspark.sql.functions.arrow_udf``, which hands the UDF its Arrow arrays as they are; on
   3.5 and 4.0 a ``pandas_udf`` wraps the same function, converting each pandas Series back
   to the Arrow form (:func:`_arrow_of_series`), which costs a Python loop over the rows.
-* **A Column <-> its catalyst expression** (:func:`column_converter`): pyspark 4 wraps a
-  Column's expression through ``org.apache.spark.sql.classic.ExpressionUtils``; 3.5's
-  ``Column`` is itself the JVM ``org.apache.spark.sql.Column`` around an expression.
 * **What pyspark's ML metadata I/O takes** (:func:`ml_io_context`): the session from 4.0
   (Connect has no SparkContext), the SparkContext on 3.5.
 * **A DataFrame as an Arrow table** (:func:`to_arrow`, for tests and benchmarks):
   ``DataFrame.toArrow`` came with 4.0.
-* **Spark Connect** (:func:`check_connect`): from 4.0, where ``pyspark.ml`` runs on Connect;
-  a 4.0 server's ML helper hides why it failed (:func:`says_path_exists`).
+* **Spark Connect** (:func:`check_connect`, :func:`is_classic`): from 4.0, where
+  ``pyspark.ml`` runs on Connect; a 4.0 server's ML helper hides why it failed
+  (:func:`says_path_exists`).
 """
 
 from __future__ import annotations
@@ -147,10 +145,20 @@ def says_path_exists(exc: BaseException) -> bool:
         PYSPARK_LINE < (4, 1) and "InvocationTargetException" in text)
 
 
-def column_converter(jvm: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-    """``(expression, column)``: a py4j Column handle -> its catalyst expression, and an
-    expression -> a py4j Column handle, on the JVM ``jvm`` (classic Spark)."""
-    if PYSPARK_LINE >= (4, 0):
-        utils = jvm.org.apache.spark.sql.classic.ExpressionUtils
-        return utils.expression, utils.column
-    return (lambda jc: jc.expr()), jvm.org.apache.spark.sql.Column
+def is_classic(spark: Any) -> bool:
+    """Whether ``spark`` (a session, or a DataFrame's) is classic Spark, where py4j reaches a
+    JVM, rather than a Spark Connect client (not pyspark's ``is_remote()``: that is true for
+    the whole process once any Connect session exists, even for a classic session beside
+    it). A Connect session on a pyspark line without ML on Connect (3.5) raises
+    ``RuntimeError`` naming the classic alternative."""
+    from pyspark.sql import DataFrame
+
+    session = spark.sparkSession if isinstance(spark, DataFrame) else spark
+    try:
+        from pyspark.sql.connect.session import SparkSession as RemoteSession
+    except Exception:  # no Connect client installed (its grpc packages): every session is classic
+        return True
+    if not isinstance(session, RemoteSession):
+        return True
+    check_connect()  # every path asks here first: one place to refuse Connect on 3.5
+    return False

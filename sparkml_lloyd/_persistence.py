@@ -107,9 +107,7 @@ class _RemoteFileSystem:
 def _filesystem(spark: SparkSession, path: str) -> Any:
     """The file system behind ``path``: through the JVM in classic Spark, through Spark's ML
     helper on the server under Spark Connect."""
-    from sparkml_lloyd import _catalyst
-
-    return _FileSystem(spark, path) if _catalyst.available(spark) else _RemoteFileSystem()
+    return _FileSystem(spark, path) if _compat.is_classic(spark) else _RemoteFileSystem()
 
 
 #: Characters a Hadoop glob pattern treats specially (escaped with a backslash).
@@ -303,24 +301,34 @@ def read_centers(path: str, spark: SparkSession, metadata: dict[str, Any],
 def spark_kmeans_model_via_save(spark: SparkSession, centers: np.ndarray,
                                 params: dict[str, Any], uid: str) -> Any:
     """Spark's own ``KMeansModel`` with these centers where no JVM is at hand (Spark
-    Connect): the centers are written in that model's saved layout (metadata naming its JVM
-    class, the same ``data`` Parquet as ours) to a scratch folder of the server's default file
-    system, loaded by Spark's own reader, and the folder deleted."""
+    Connect): :func:`spark_model_via_save` with the same ``data`` Parquet as ours."""
+    from pyspark.ml.clustering import KMeansModel
+
+    return spark_model_via_save(spark, KMeansModel, uid, params,
+                                lambda path: write_centers(centers, path, spark))
+
+
+def spark_model_via_save(spark: SparkSession, cls: Any, uid: str, params: dict[str, Any],
+                         write_data: Callable[[str], None]) -> Any:
+    """A model of Spark's own class ``cls`` (a ``pyspark.ml`` model class whose JVM class
+    has the same name under ``org.apache.spark``) built where no JVM is at hand (Spark
+    Connect): written in that model's saved layout (metadata naming its JVM class, and
+    ``write_data(path)`` writing its ``data`` Parquet) to a scratch folder of the server's
+    default file system, loaded by Spark's own reader, and the folder deleted."""
     import json
     import time
 
-    from pyspark.ml.clustering import KMeansModel
-
     path = f"sparkml_lloyd-spark-model-{uuid.uuid4().hex}"
     fs = _filesystem(spark, path)
-    metadata = {"class": "org.apache.spark.ml.clustering.KMeansModel",
-                "timestamp": int(time.time() * 1000), "sparkVersion": spark.version,
-                "uid": uid, "paramMap": params, "defaultParamMap": {}}
+    jvm_class = "org.apache.spark." + cls.__module__.split(".", 1)[1] + "." + cls.__name__
+    metadata = {"class": jvm_class, "timestamp": int(time.time() * 1000),
+                "sparkVersion": spark.version, "uid": uid, "paramMap": params,
+                "defaultParamMap": {}}
     try:
-        write_centers(centers, posixpath.join(path, "data"), spark)
+        write_data(posixpath.join(path, "data"))
         spark.createDataFrame([(json.dumps(metadata),)], ["value"]).coalesce(1).write.text(
             posixpath.join(path, "metadata"))
-        return KMeansModel.load(path)
+        return cls.load(path)
     finally:
         fs.delete(path)
 

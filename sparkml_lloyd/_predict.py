@@ -1,19 +1,19 @@
 """``transform``: which path assigns, and what a model keeps between calls.
 
 Two paths give the same verdicts (the row rule of :mod:`sparkml_lloyd._rows`, the
-``handleInvalid`` Param) and, but for points within rounding of a tie, the same clusters:
+``handleInvalid`` Param) and, but for points within rounding of a tie, the same clusters,
+on classic Spark and Spark Connect alike:
 
-* classic Spark (a py4j JVM) and a model below :func:`assigns_in_arrow`'s sizes: Spark's own
-  KMeansModel's ``predict`` called from the query's generated code, under the row rule
-  (:mod:`sparkml_lloyd._predict_jvm`);
-* Spark Connect, large models, or where that Column cannot be built: the numpy kernel in an
-  Arrow UDF
+* a model below :func:`assigns_in_arrow`'s sizes: Spark's own ``LogisticRegressionModel``,
+  whose argmax is the nearest center, under the row rule, in the JVM
+  (:mod:`sparkml_lloyd._predict_spark`);
+* large models, or where Spark's model cannot be built: the numpy kernel in an Arrow UDF
   (:mod:`sparkml_lloyd._predict_arrow`).
 """
 
 from __future__ import annotations
 
-import weakref
+import logging
 from typing import Any
 
 import numpy as np
@@ -21,15 +21,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from sparkml_lloyd import (
-    _catalyst,
     _compat,
     _persistence,
     _predict_arrow,
-    _predict_jvm,
+    _predict_spark,
     _rows,
     _schema,
 )
-from sparkml_lloyd import _kernel as K
+
+logger = logging.getLogger("sparkml_lloyd")
 
 #: From this many center values (k x d) on, ``transform`` runs the numpy kernel in an Arrow UDF
 #: even where the JVM is reachable: Spark's model assigns row by row (k distance loops of d),
@@ -56,11 +56,6 @@ def prediction_metadata(k: int) -> dict[str, Any]:
     return {"ml_attr": {"num_vals": int(k), "type": "nominal"}}
 
 
-def on_jvm(df: DataFrame) -> bool:
-    """Whether ``df`` lives in classic Spark, where py4j reaches the JVM (not Spark Connect)."""
-    return _catalyst.available(df)
-
-
 def spark_model(centers: np.ndarray, distance: str, uid: str, columns: dict[str, str],
                 training_cost: float, num_iter: int) -> Any:
     """Spark's own ``pyspark.ml.clustering.KMeansModel`` with these centers, distance, uid and
@@ -70,9 +65,9 @@ def spark_model(centers: np.ndarray, distance: str, uid: str, columns: dict[str,
 
     spark = SparkSession.active()
     params = {"k": len(centers), "distanceMeasure": distance, **columns}
-    if not _catalyst.available(spark):
+    if not _compat.is_classic(spark):
         return _persistence.spark_kmeans_model_via_save(spark, centers, params, uid)
-    model = _predict_jvm.spark_kmeans_model(spark.sparkContext, centers, distance,
+    model = _predict_spark.spark_kmeans_model(spark.sparkContext, centers, distance,
                                             training_cost, num_iter, uid)
     model._set(**params)
     model._transfer_params_to_java()
@@ -80,27 +75,25 @@ def spark_model(centers: np.ndarray, distance: str, uid: str, columns: dict[str,
 
 
 class Predictor:
-    """What one model keeps to transform: Spark's mllib KMeansModel with its centers and the
-    :class:`~sparkml_lloyd._predict_jvm.JvmAssigner` around it, built once per SparkContext,
-    distance measure and centers array (py4j handles: a pickle drops them; a model's copies
-    share them)."""
+    """What one model keeps to transform: the
+    :class:`~sparkml_lloyd._predict_spark.SparkAssigner` of its centers and distance measure
+    (Spark's scorer per session inside; a pickle drops it, a model's copies share it)."""
 
     def __init__(self) -> None:
-        self._key: tuple[Any, str, np.ndarray] | None = None
-        self._jvm: tuple[Any, _predict_jvm.JvmAssigner] | None = None
+        self._key: tuple[str, np.ndarray] | None = None
+        self._assigner: _predict_spark.SparkAssigner | None = None
+        self._failed = False  # Spark's scorer could not be built: the Arrow UDF assigns
 
     def __reduce__(self) -> tuple[type[Predictor], tuple[()]]:
-        return Predictor, ()  # py4j handles: a pickled model starts afresh
+        return Predictor, ()  # py4j handles and server models: a pickled model starts afresh
 
-    def mllib_model(self, sc: Any, centers: np.ndarray, distance: str) -> Any:
-        """Spark's mllib KMeansModel with ``centers`` (cached)."""
+    def assigner(self, centers: np.ndarray, distance: str) -> _predict_spark.SparkAssigner:
+        """The assigner of ``centers`` (cached while the centers array and distance stay)."""
         key = self._key
-        if not (key is not None and key[0]() is sc and key[1] == distance and key[2] is centers):
-            jmodel = _predict_jvm.mllib_kmeans_model(sc, centers, distance)
-            assigner = _predict_jvm.JvmAssigner(jmodel, centers, distance == K.COSINE)
-            self._key, self._jvm = (weakref.ref(sc), distance, centers), (jmodel, assigner)
-        assert self._jvm is not None
-        return self._jvm[0]
+        if self._assigner is None or key is None or key[0] != distance or key[1] is not centers:
+            self._key = (distance, centers)
+            self._assigner = _predict_spark.SparkAssigner(centers, distance)
+        return self._assigner
 
     def transform(self, df: DataFrame, centers: np.ndarray, distance: str, features_col: str,
                   prediction_col: str, handle_invalid: str) -> DataFrame:
@@ -108,16 +101,17 @@ class Predictor:
         metadata); invalid rows per ``handle_invalid``."""
         kind = _schema.check_prediction_input(df, features_col, centers.shape[1])
         metadata = prediction_metadata(centers.shape[0])
-        if on_jvm(df) and not assigns_in_arrow(*centers.shape):
-            self.mllib_model(df.sparkSession.sparkContext, centers, distance)
-            assert self._jvm is not None
-            columns = self._jvm[1].prediction(df, features_col, kind, handle_invalid,
-                                              prediction_col, metadata)
-            if columns is not None:
-                prediction, valid = columns
-                if handle_invalid == _rows.SKIP:  # filter on the rule, not on the UDF's output
-                    df = df.where(valid)
-                return df.withColumn(prediction_col, prediction)
+        if not (self._failed or assigns_in_arrow(*centers.shape)):
+            assigner = self.assigner(centers, distance)
+            try:
+                assigner.scorer(df.sparkSession)
+            except Exception as exc:  # py4j, or the server's file system: not worth a failure
+                logger.warning("transform: Spark's model could not be built (%s); assigning "
+                               "with the Arrow UDF instead.", exc)
+                self._failed = True
+            else:
+                return assigner.transform(df, features_col, kind, handle_invalid,
+                                          prediction_col, metadata)
         col = _predict_arrow.prediction_column(df, features_col, centers, distance,
                                                handle_invalid)
         out = df.withColumn(prediction_col, col.alias(prediction_col, metadata=metadata))

@@ -5,8 +5,8 @@ NaN or an infinite value (a null element inside an array counts as NaN), or is a
 the cosine measure (its squared norm is 0, as Spark's ``Vectors.norm`` finds it: no
 direction). Every path applies this rule and gives the same verdict:
 ``fit`` (the preparation pass), ``LloydKMeansModel.predict``, and both ``transform`` paths
-(the numpy kernel in an Arrow UDF, here; Spark's ``predict`` in the JVM, under the same
-rule written as a Spark Column in :mod:`sparkml_lloyd._predict_jvm`). What happens to an
+(the numpy kernel in an Arrow UDF, here; Spark's own scorer in the JVM, under the same
+rule written as Spark Columns in :mod:`sparkml_lloyd._predict_spark`). What happens to an
 invalid row is the ``handleInvalid`` Param's choice (:data:`HANDLE_INVALID`): ``"error"``
 (the default) raises, ``"skip"`` drops the row, ``"keep"`` gives it a null prediction (fit
 leaves it out under both).

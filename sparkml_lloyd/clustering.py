@@ -19,8 +19,8 @@ from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 
 from sparkml_lloyd import (
-    _catalyst,
     _classic,
+    _compat,
     _connect,
     _fit,
     _multi,
@@ -41,7 +41,7 @@ ParamMap = dict[Any, Any]
 
 def _backend(dataset: DataFrame) -> Any:
     """The fit's backend for ``dataset``'s session: classic Spark or Spark Connect."""
-    return _classic if _catalyst.available(dataset) else _connect
+    return _classic if _compat.is_classic(dataset) else _connect
 
 
 class LloydKMeans(_LloydKMeansParams, Estimator["LloydKMeansModel"], MLWritable, MLReadable):
@@ -358,11 +358,13 @@ class LloydKMeansModel(_LloydKMeansParams, Model, MLWritable, MLReadable):
         """This model as Spark's own :class:`pyspark.ml.clustering.KMeansModel`.
 
         Same centers, distance measure and column params (use it from Scala, Spark Connect
-        clients or PMML export). Its ``transform`` assigns exactly as ours does in classic
-        Spark, but an invalid row is an error there whatever ``handleInvalid`` says (except
-        an infinite value, which gets some cluster), an existing ``predictionCol`` is an error
-        instead of being replaced, and ``array<double>`` columns are accepted only when their
-        type rules out null elements.
+        clients or PMML export). Its ``transform`` assigns as ours does (but for points
+        within rounding of a tie: it falls back to exact distances where ours, like the
+        fit, uses the expanded form), but an invalid row is an error there whatever
+        ``handleInvalid`` says (except an infinite value, which gets some cluster), an
+        existing ``predictionCol`` is an error instead of being replaced, and
+        ``array<double>`` columns are accepted only when their type rules out null
+        elements.
         """
         summary = self._summary
         return _predict.spark_model(

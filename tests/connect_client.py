@@ -212,10 +212,13 @@ def row_rule_outcomes(spark: Any) -> dict[str, Any]:
         model = LloydKMeansModel(centers)
         model.set(model.distanceMeasure, distance)
         for column, frame in frames.items():
+            # the path, from the plan under "keep" (Spark may evaluate a projection of local
+            # rows while planning it, which under "error" raises there)
+            kept = model.setHandleInvalid("keep").transform(frame)
+            plan = (kept._explain_string() if hasattr(kept, "_explain_string")
+                    else kept._jdf.queryExecution().executedPlan().toString())
             for mode in ("keep", "skip", "error"):
                 result = model.setHandleInvalid(mode).transform(frame)
-                plan = (result._explain_string() if hasattr(result, "_explain_string")
-                        else result._jdf.queryExecution().executedPlan().toString())
                 try:
                     rows, error = [list(r) for r in result.select("id", "prediction")
                                    .orderBy("id").collect()], None

@@ -62,7 +62,7 @@ def test_smoke_grid_runs_and_writes_a_record(smoke_run):
     assert cell["transform"]["aa_ratio"] == again["seconds"] / cell["transform"]["builtin"][
         "seconds"]
     assert (cell["transform"]["ours_path"], cell["transform"]["ours_handle_invalid"]) == (
-        "jvm-predict", "error")
+        "spark-scorer", "error")
     assert cell["leftover_cached_rdds"] == []
     # ours reported every iteration (its callback): the time split has all three parts
     ours = cell["competitors"]["ours"]
@@ -104,7 +104,8 @@ def test_smoke_connect_cell(smoke_run):
     assert set(cell["competitors"]) == {"ours", "ml_row"}
     for res in cell["competitors"].values():
         assert res["num_iter"] == {str(res["m1"]): res["m1"], str(res["m2"]): res["m2"]}
-    assert cell["transform"]["predictions_agree"] and cell["transform"]["ours_path"] == "arrow"
+    assert cell["transform"]["predictions_agree"] and (
+        cell["transform"]["ours_path"] == "spark-scorer")
     # the floor of the Arrow route was timed beside them: it predicted 0 for every row
     floor = cell["transform"]["floor"]
     assert floor["prediction_sum"] == 0 and len(floor["raw"]) == len(

@@ -106,20 +106,18 @@ def test_skip_through_pandas_drops_the_invalid_rows(spark, monkeypatch):
 
 
 def test_a_connect_session_before_4_0_is_refused_with_the_classic_alternative(monkeypatch):
-    """Every path asks ``_catalyst.available`` which backend a session is: on 3.5 a Connect
+    """Every path asks ``_compat.is_classic`` which backend a session is: on 3.5 a Connect
     session is refused there, naming the classic session (a bare instance stands for one:
     a real 3.5 client would need a server to connect to)."""
     from pyspark.sql.connect.session import SparkSession as RemoteSession
 
-    from sparkml_lloyd import _catalyst
-
     session = RemoteSession.__new__(RemoteSession)
     if _compat.PYSPARK_LINE >= (4, 0):
-        assert _catalyst.available(session) is False
+        assert _compat.is_classic(session) is False
         monkeypatch.setattr(_compat, "CONNECT_SUPPORTED", False)  # what 3.5 does
     with pytest.raises(RuntimeError, match=r"needs pyspark 4\.0 or newer .* Use a classic "
                                            r"SparkSession"):
-        _catalyst.available(session)
+        _compat.is_classic(session)
 
 
 def test_what_a_connect_servers_ml_helper_error_says(monkeypatch):

@@ -151,8 +151,9 @@ def test_a_client_killed_mid_fit_leaves_nothing_running_within_a_minute(server):
 
 def test_transform_follows_the_row_rule_on_every_path_as_classic_does(spark, api):
     """Every row kind x vector and array columns x handleInvalid, on Connect as on the classic
-    session: the same predictions, skipped rows and errors. On Connect every model assigns
-    with the Arrow UDF; on the classic session a small one with Spark's KMeansModel UDF."""
+    session: the same predictions, skipped rows and errors, and the same path: a small model
+    assigns with Spark's scorer (on Connect, loaded on the server), a large one with the Arrow
+    UDF."""
     from sparkml_lloyd import _rows
 
     classic = client.row_rule_outcomes(spark)
@@ -160,8 +161,8 @@ def test_transform_follows_the_row_rule_on_every_path_as_classic_does(spark, api
     assert set(remote) == set(classic)
     for case, theirs in classic.items():
         ours = remote[case]
-        assert ours["path"] == "arrow"
-        assert theirs["path"] == ("arrow" if case.startswith("large") else "jvm")
+        assert ours["path"] == theirs["path"] == (
+            "arrow" if case.startswith("large") else "jvm"), case
         assert ours["rows"] == theirs["rows"], case
         if case.endswith("error"):  # the first invalid row a task meets: partitions race
             messages = [_rows.message(kind, "features", 2) for kind in _rows.ORDER]

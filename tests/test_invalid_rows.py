@@ -114,7 +114,7 @@ def frame(table: dict[str, DataFrame], rows: list[Any], column: str) -> DataFram
 @pytest.fixture(params=PATHS)
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "arrow":
-        monkeypatch.setattr(_predict, "on_jvm", lambda df: False)
+        monkeypatch.setattr(_predict, "assigns_in_arrow", lambda k, d: True)
     return request.param
 
 
@@ -161,7 +161,7 @@ def test_the_arrow_udf_raises_under_error(table, name, row, distance, words, col
 
 
 def test_transform_with_the_arrow_udf_raises_under_error(table, monkeypatch):
-    monkeypatch.setattr(_predict, "on_jvm", lambda df: False)
+    monkeypatch.setattr(_predict, "assigns_in_arrow", lambda k, d: True)
     df = frame(table, [VALID["euclidean"][0], [NAN, 1.0]], "sparse")
     out = model("euclidean", "error").transform(df)
     assert uses_arrow(out)

@@ -1,7 +1,8 @@
 """LloydKMeansModel.transform on both paths, against independent oracles.
 
-Classic Spark assigns in the JVM (Spark's own KMeansModel holding our centers); the Arrow UDF
-path is what Spark Connect uses, forced here by monkeypatching ``_predict.on_jvm``. The rows
+Small models assign with Spark's own LogisticRegressionModel (whose argmax is the nearest
+center) in the JVM; large ones in an Arrow UDF, forced here by monkeypatching
+``_predict.assigns_in_arrow``. The rows
 here are valid but for null ones, which ``handleInvalid="keep"`` turns into null predictions
 (tests/test_invalid_rows.py covers every kind of invalid row on every path).
 The oracles are numpy on the centers directly: the argmin of ``sum((x - c)**2)`` (Euclidean)
@@ -25,7 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkml_lloyd import LloydKMeansModel, _compat, _predict, _predict_jvm
+from sparkml_lloyd import LloydKMeansModel, _compat, _predict, _predict_spark
 from tests.helpers import make_df
 from tests.leaks import jobs_started
 
@@ -36,11 +37,10 @@ DISTANCES = ("euclidean", "cosine")
 PATHS = ("jvm", "arrow")
 #: What Spark's KMeansModel.transform writes on its prediction column for K centers.
 SPARK_PREDICTION_METADATA = {"ml_attr": {"num_vals": K, "type": "nominal"}}
-#: How the JVM path's assignment reads in a physical plan: Spark's mllib KMeansModel's
-#: ``predict``, called by catalyst's ``Invoke`` on the ``CASE``'s last branch (written
-#: ``invoke(model.predict(...))`` on Spark 4, ``model.predict`` on 3.5).
+#: How the JVM path's assignment reads in a physical plan: the class Spark's scorer (a UDF)
+#: gives, minus one, on the ``CASE``'s last branch.
 JVM_ASSIGNMENT = re.compile(
-    r"ELSE (invoke\()?org\.apache\.spark\.mllib\.clustering\.KMeansModel@\w+\.predict")
+    r"ELSE cast\(greatest\(\(__sparkml_lloyd_scorer_class#\d+ - 1\.0\), 0\.0\)")
 
 
 def oracle(X: np.ndarray, centers: np.ndarray, distance: str) -> np.ndarray:
@@ -108,7 +108,7 @@ def expected_df(spark: SparkSession, df: DataFrame, labels: np.ndarray,
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test on the JVM path or, with the JVM switched off, the Arrow path."""
     if request.param == "arrow":
-        monkeypatch.setattr(_predict, "on_jvm", lambda df: False)
+        monkeypatch.setattr(_predict, "assigns_in_arrow", lambda k, d: True)
     return request.param
 
 
@@ -239,7 +239,7 @@ def test_a_wrong_length_declared_by_metadata_fails_at_transform(spark, path):
 
 
 
-# -- the JVM model: cheap to build, cached -----------------------------------------------
+# -- Spark's scorer: cheap to build, cached ---------------------------------------------
 
 
 class _CallCounter:
@@ -280,22 +280,19 @@ def big() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkeypatch):
-    """Building the JVM model takes as many py4j calls for 100 x 100 centers as for 2 x 2
-    (the old builder took one per number, 10,000), in the first transform (which builds it)
-    and in toSparkModel(); a second transform reuses the model and takes fewer, and so does
-    another model's first (the row rule is the session's)."""
+    """Building Spark's scorer takes as many py4j calls for 100 x 100 centers as for 2 x 2
+    (a builder sending one number per call would take 10,000), in the first transform (which
+    builds it) and in toSparkModel(); a second transform reuses the scorer and takes fewer,
+    as many as the built-in's."""
     # 100 x 100 would take the Arrow path (see the next test); this one is about the JVM's
     monkeypatch.setattr(_predict, "assigns_in_arrow", lambda k, d: False)
     X, centers = big
-    # A column name no other test uses: the row rule, shared by the models of a session
-    # per column and length, is built by both first transforms below; what every transform
-    # on the session and column shares, by the third model's.
-    df, small_df, warm_df = (make_df(spark, X[:, :d]).withColumnRenamed("features", "py4j")
-                             for d in (100, 2, 3))
-    model, small, warm = (LloydKMeansModel(c).setFeaturesCol("py4j") for c in (
-        centers, centers[:2, :2], centers[:3, :3]))
-    warm.transform(warm_df)
-
+    # Column names no other test uses: the Columns around the scorer are the session's, per
+    # column and length, so both first transforms below build them
+    df, small_df = (make_df(spark, X[:, :d]).withColumnRenamed("features", f"py4j_{d}")
+                    for d in (100, 2))
+    model, small = (LloydKMeansModel(c).setFeaturesCol(f"py4j_{len(c[0])}")
+                    for c in (centers, centers[:2, :2]))
     out = None
 
     def transform() -> None:
@@ -304,11 +301,8 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
 
     first = py4j_calls.of(transform)
     assert first <= py4j_calls.of(lambda: small.transform(small_df)) + 2, first
-    assert py4j_calls.of(lambda: model.transform(df)) < first
-    # another model on the same column and length shares the row rule
-    # (a CrossValidator transforms a new model for every param map and fold)
-    other = LloydKMeansModel(centers + 1.0).setFeaturesCol("py4j")
-    assert py4j_calls.of(lambda: other.transform(df)) < first - 10
+    again = py4j_calls.of(lambda: model.transform(df))
+    assert again < first
     assert [r.prediction for r in out.orderBy("id").collect()] == oracle(
         X, centers, "euclidean").tolist()
 
@@ -316,64 +310,44 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
     calls = py4j_calls.of(lambda: builtins.append(model.toSparkModel()))
     assert calls <= py4j_calls.of(small.toSparkModel) + 2, calls
     np.testing.assert_array_equal(np.array(builtins[0].clusterCenters()), centers)
-
-
-def test_a_transform_is_one_py4j_call_like_the_builtins(spark, data, py4j_calls):
-    """Each DataFrame operation makes the JVM analyse a query (~5 ms here): once the model
-    and its Column are built, a transform is one ``withColumn``, one py4j call, however many
-    columns the DataFrame has and also when it replaces an existing column; Spark's own
-    model takes more (it sends its params to the JVM on every call)."""
-    X, centers = data
-    df = features_df(spark, X, "dense").select(
-        "*", *[F.lit(i).alias(f"c{i}") for i in range(20)])
-    model = keeping(centers)
-    model.transform(df)
-    assert py4j_calls.of(lambda: model.transform(df)) == 1
-    replacing = df.withColumn("prediction", F.lit(0))
-    model.transform(replacing)
-    assert py4j_calls.of(lambda: model.transform(replacing)) == 1
-    builtin = model.toSparkModel()
+    builtin = builtins[0]
     builtin.transform(df)
-    assert py4j_calls.of(lambda: builtin.transform(df)) > 1
-    assert [r.prediction for r in model.transform(replacing).collect()] == [
-        None if i in NULL_ROWS else int(v)
-        for i, v in enumerate(oracle(X, centers, "euclidean"))]
+    assert again <= py4j_calls.of(lambda: builtin.transform(df)), again
 
 
-def test_the_jvm_path_is_sparks_predict_under_the_row_rule_in_generated_code(spark, data):
-    """The plan is one projection compiled by whole-stage code generation (``*(n)``):
-    Spark's KMeansModel ``predict`` called on the row's vector, no UDF, inside ``CASE WHEN``
-    the row rule holds: one pass of ``x . x`` over the vector, the exact check of its stored
-    values only where that is not finite."""
+def test_the_jvm_path_is_sparks_scorer_under_the_row_rule(spark, data):
+    """The plan: Spark's scorer (a UDF in the JVM, no Python) on the features, a stand-in
+    vector for null rows and rows of another length, then ``CASE WHEN`` the row rule holds:
+    the exact check of the stored values only where the scorer gave its decoy class 0."""
     X, centers = data
     df = features_df(spark, X, "dense")
     plan = physical_plan(keeping(centers).transform(df))
-    assert "CASE WHEN ((isnull(features#" in plan and JVM_ASSIGNMENT.search(plan), plan
-    assert re.search(r"mllib\.linalg\.VectorUDT@\w+\.deserialize.*\.dot", plan), plan
-    assert ">= Infinity) AND ((coalesce(array_max(unwrap_udt(features#" in plan, plan
-    assert plan.count("Project [") == 1 and plan.startswith("*(1) Project ["), plan
-    assert "UDF" not in plan.replace("VectorUDT", "").replace("unwrap_udt", ""), plan
+    assert "CASE WHEN isnull(features#" in plan and JVM_ASSIGNMENT.search(plan), plan
+    assert re.search(r"\(__sparkml_lloyd_scorer_class#\d+ = 0\.0\) AND \(\(coalesce\(array_max\("
+                     r"unwrap_udt\(features#", plan), plan
+    assert "UDF(CASE WHEN (isnull(features#" in plan, plan
+    assert "EvalPython" not in plan, plan
 
 
-def test_where_the_jvm_call_cannot_be_built_the_model_assigns_with_the_arrow_udf(
+def test_where_sparks_scorer_cannot_be_built_the_model_assigns_with_the_arrow_udf(
         spark, data, monkeypatch, caplog):
-    """The JVM path builds catalyst expressions (internals); if that fails (another Spark
-    version), transform warns once and runs the numpy kernel instead, with the same
-    results."""
+    """Spark's scorer is built through py4j (classic) or loaded on the server (Connect); if
+    that fails (another Spark version, a read-only file system), transform warns once and
+    runs the numpy kernel instead, with the same results."""
     X, centers = data
 
     def unavailable(*args: Any) -> Any:
-        raise RuntimeError("Invoke: no such constructor")
+        raise RuntimeError("no such constructor")
 
-    monkeypatch.setattr(_predict_jvm, "assignment", unavailable)
+    monkeypatch.setattr(_predict_spark, "spark_scorer", unavailable)
     model = keeping(centers)
     df = features_df(spark, X, "dense")
     with caplog.at_level("WARNING", logger="sparkml_lloyd"):
         out = model.transform(df)
         model.transform(df)
     assert [r.message for r in caplog.records if "Arrow UDF instead" in r.message] == [
-        "transform: Spark's KMeansModel could not be called from the query (Invoke: no such "
-        "constructor); assigning with the Arrow UDF instead."]
+        "transform: Spark's model could not be built (no such constructor); assigning with "
+        "the Arrow UDF instead."]
     assert "ArrowEvalPython" in physical_plan(out)
     assert out.schema["prediction"].metadata == SPARK_PREDICTION_METADATA
     assert [r.prediction for r in out.collect()] == [
@@ -400,19 +374,19 @@ def test_large_models_assign_in_an_arrow_udf_small_ones_in_the_jvm(spark, big, d
 
 @pytest.fixture
 def builds(monkeypatch) -> list[str]:
-    """The distance measure of every JVM model built during the test."""
+    """The distance measure of every scorer built during the test."""
     made: list[str] = []
-    build = _predict_jvm.mllib_kmeans_model
+    build = _predict_spark.spark_scorer
 
-    def spy(sc: Any, centers: np.ndarray, distance: str, *args: Any) -> Any:
+    def spy(spark: Any, centers: np.ndarray, distance: str, *args: Any) -> Any:
         made.append(distance)
-        return build(sc, centers, distance, *args)
+        return build(spark, centers, distance, *args)
 
-    monkeypatch.setattr(_predict_jvm, "mllib_kmeans_model", spy)
+    monkeypatch.setattr(_predict_spark, "spark_scorer", spy)
     return made
 
 
-def test_the_jvm_model_is_cached_and_follows_the_column_params(spark, data, builds):
+def test_the_scorer_is_cached_and_follows_the_column_params(spark, data, builds):
     X, centers = data
     df = features_df(spark, X, "dense")
     labels = oracle(X, centers, "euclidean")
@@ -432,9 +406,9 @@ def test_the_jvm_model_is_cached_and_follows_the_column_params(spark, data, buil
     assert model.getPredictionCol() == "cluster"
 
 
-def test_a_copy_builds_a_jvm_model_only_for_other_params(spark, data, builds):
-    """copy() may change the distance measure: the copy builds a model for its own params; a
-    copy with the same params (a CrossValidator's, one per fold) shares the model's."""
+def test_a_copy_builds_a_scorer_only_for_other_params(spark, data, builds):
+    """copy() may change the distance measure: the copy builds a scorer for its own params;
+    a copy with the same params (a CrossValidator's, one per fold) shares the model's."""
     X, centers = data
     df = features_df(spark, X, "sparse")
     model = keeping(centers)
@@ -448,28 +422,24 @@ def test_a_copy_builds_a_jvm_model_only_for_other_params(spark, data, builds):
     model.transform(df).collect()  # the same params: nothing to build
     model.copy({model.predictionCol: "p"}).transform(df).collect()
     assert len(builds) == 3
-    # the cached py4j handle is not part of a copy or a pickle
+    # the cached scorer is not part of a copy or a pickle
     for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert other._predictor._jvm is None
+        assert other._predictor._assigner is None
         np.testing.assert_array_equal(other.clusterCenters(), centers)
 
 
-def test_another_spark_context_builds_again(spark, data, builds):
-    """The JVM model belongs to the SparkContext it was built for (a restarted context is
-    another object: simulated here, restarting would stop the shared test session)."""
+def test_another_session_builds_again(spark, data, builds):
+    """The scorer belongs to the session it was built on (a new session is another object:
+    simulated here, a new session would stop the shared test session's context)."""
 
-    class OtherContext:
-        _jvm = spark.sparkContext._jvm
+    class OtherSession:
+        sparkContext = spark.sparkContext
 
     centers = data[1]
-    predictor = LloydKMeansModel(centers)._predictor
-
-    def mllib_model(sc: Any) -> Any:
-        return predictor.mllib_model(sc, centers, "euclidean")
-
-    mine = mllib_model(spark.sparkContext)
-    other = OtherContext()
-    assert mllib_model(other) is not mine
-    assert mllib_model(other) is mllib_model(other)
-    assert mllib_model(spark.sparkContext) is not mine
-    assert len(builds) == 3
+    assigner = LloydKMeansModel(centers)._predictor.assigner(centers, "euclidean")
+    mine = assigner.scorer(spark)
+    other = OtherSession()
+    assert assigner.scorer(other) is not mine
+    assert assigner.scorer(other) is assigner.scorer(other)
+    assert assigner.scorer(spark) is mine
+    assert len(builds) == 2
