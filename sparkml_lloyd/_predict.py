@@ -32,20 +32,22 @@ from sparkml_lloyd import (
 logger = logging.getLogger("sparkml_lloyd")
 
 #: From this many center values (k x d) on, ``transform`` runs the numpy kernel in an Arrow UDF
-#: even where the JVM is reachable: Spark's model assigns row by row (k distance loops of d),
-#: ours with BLAS, which at 1e6 x 100 rows and k = 100 took 0.41x the built-in's time where
-#: the JVM path takes 1.0x; at k x d = 20 x 20 the JVM path is the faster (0.9x vs 1.1-1.4x).
-#: 2500 with pyspark's ``arrow_udf`` (4.1+), 5000 through a pandas_udf (3.5, 4.0): see
-#: :data:`sparkml_lloyd._compat.ARROW_MIN_CENTER_VALUES`. With ``arrow_udf`` also from
-#: :data:`sparkml_lloyd._compat.ARROW_MIN_K` centers of at least 5 features on.
+#: rather than Spark's scorer: Spark's model assigns row by row (k margins of d terms), ours
+#: with BLAS, which at 1e6 x 100 rows and k = 100 took 0.41x the built-in's time where the
+#: JVM path took 1.0x; at k x d = 20 x 20 the JVM path is the faster (0.9x vs 1.1-1.4x).
+#: (Measured on 30 Nov with Spark's KMeansModel ``predict`` as the JVM path, whose row loop
+#: costs what the scorer's does.) 2500 with pyspark's ``arrow_udf`` (4.1+), 5000 through a
+#: pandas_udf (3.5, 4.0): see :data:`sparkml_lloyd._compat.ARROW_MIN_CENTER_VALUES`. With
+#: ``arrow_udf`` also from :data:`sparkml_lloyd._compat.ARROW_MIN_K` centers of at least 5
+#: features on.
 ARROW_MIN_CENTER_VALUES = _compat.ARROW_MIN_CENTER_VALUES
 
 
 def assigns_in_arrow(k: int, d: int) -> bool:
-    """Whether ``transform`` on classic Spark assigns a model of ``k`` centers of ``d``
-    features with the numpy kernel in an Arrow UDF rather than Spark's ``predict`` in the
-    JVM: ``k x d >=`` :data:`ARROW_MIN_CENTER_VALUES`, or (pyspark 4.1+) ``k >= 75`` with
-    ``d >= 5`` (:data:`sparkml_lloyd._compat.ARROW_MIN_K`)."""
+    """Whether ``transform`` assigns a model of ``k`` centers of ``d`` features with the
+    numpy kernel in an Arrow UDF rather than Spark's scorer in the JVM: ``k x d >=``
+    :data:`ARROW_MIN_CENTER_VALUES`, or (pyspark 4.1+) ``k >= 75`` with ``d >= 5``
+    (:data:`sparkml_lloyd._compat.ARROW_MIN_K`)."""
     many = _compat.ARROW_MIN_K is not None and k >= _compat.ARROW_MIN_K
     return k * d >= ARROW_MIN_CENTER_VALUES or (many and d >= _compat.ARROW_MIN_K_FEATURES)
 
@@ -68,7 +70,7 @@ def spark_model(centers: np.ndarray, distance: str, uid: str, columns: dict[str,
     if not _compat.is_classic(spark):
         return _persistence.spark_kmeans_model_via_save(spark, centers, params, uid)
     model = _predict_spark.spark_kmeans_model(spark.sparkContext, centers, distance,
-                                            training_cost, num_iter, uid)
+                                              training_cost, num_iter, uid)
     model._set(**params)
     model._transfer_params_to_java()
     return model
