@@ -140,6 +140,18 @@ def spark_scorer(spark: Any, centers: np.ndarray, distance: str, features_col: s
             .setProbabilityCol("").setRawPredictionCol(""))
 
 
+def _stored(source: Column, kind: str) -> tuple[Column, Column]:
+    """``(values, length)`` of every row: a vector's stored values (``unwrap_udt``, no copy;
+    a sparse one's non-zeros) and its size, or an array's values as doubles and its size."""
+    if kind == _schema.VECTOR:
+        stored = F.unwrap_udt(source)
+        values = stored.getField("values")
+        return values, F.when(stored.getField("type") == 1, F.size(values)).otherwise(
+            stored.getField("size"))
+    values = source.cast(T.ArrayType(T.DoubleType()))
+    return values, F.size(values)
+
+
 def row_rule(source: Column, kind: str, d: int, cosine: bool, contains_null: bool,
              raw: Column) -> list[tuple[int, Column]]:
     """The row rule of :mod:`sparkml_lloyd._rows` as Spark Columns: ``(verdict, condition)``
@@ -148,14 +160,7 @@ def row_rule(source: Column, kind: str, d: int, cosine: bool, contains_null: boo
     class (see the module docstring); ``contains_null``: whether an array column's type
     allows null elements."""
     inf = float("inf")
-    if kind == _schema.VECTOR:
-        stored = F.unwrap_udt(source)
-        values = stored.getField("values")
-        length = F.when(stored.getField("type") == 1, F.size(values)).otherwise(
-            stored.getField("size"))
-    else:
-        values = source.cast(T.ArrayType(T.DoubleType()))
-        length = F.size(values)
+    values, length = _stored(source, kind)
     largest = F.coalesce(F.array_max(values), F.lit(0.0))  # NaN is above inf in SQL
     smallest = F.coalesce(F.array_min(values), F.lit(0.0))  # a sparse row's zeros: finite
     non_finite = (raw == 0.0) & ((largest >= inf) | (smallest <= -inf))
@@ -172,15 +177,8 @@ def scorer_input(source: Column, kind: str, d: int, contains_null: bool) -> Colu
     """The features as the scorer reads them: a vector, the zero vector in place of a row
     that is null, of another length or (arrays) with a null element, which the row rule
     judges by itself."""
-    if kind == _schema.VECTOR:
-        stored = F.unwrap_udt(source)
-        length = F.when(stored.getField("type") == 1, F.size(stored.getField("values"))
-                        ).otherwise(stored.getField("size"))
-        vector = source
-    else:
-        values = source.cast(T.ArrayType(T.DoubleType()))
-        length = F.size(values)
-        vector = array_to_vector(values)
+    values, length = _stored(source, kind)
+    vector = source if kind == _schema.VECTOR else array_to_vector(values)
     unusable = source.isNull() | (length != d)
     if kind == _schema.ARRAY and contains_null:
         unusable = unusable | (F.size(F.array_compact(values)) != length)

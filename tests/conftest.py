@@ -53,8 +53,8 @@ CLUSTER_MODULES = ("tests/test_cluster.py", "tests/test_connect_cluster.py",
 
 #: Rough seconds of the scopes that take 10 s or more in a whole run (30 Nov, 2 cores), for
 #: the order in which the test processes take them only: longest first, then the others by
-#: number of tests (pytest-xdist's own order), so that the two processes end together (the
-#: short ones come last and fill the gap). By number of tests alone the cluster's modules
+#: number of tests (pytest-xdist's own order), so that the test processes end together (the
+#: short ones come last and fill the gaps). By number of tests alone the cluster's modules
 #: came late and one process ended ~30 s after the other.
 SECONDS = {"cluster": 140, "tests/test_connect.py": 120, "tests/test_benchmarks_smoke.py": 90,
            "tests/test_invalid_rows.py": 34, "tests/test_docs_examples.py": 34,
@@ -78,7 +78,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     and the test that stops the shared cluster after every other of its scope (every test
     that uses the cluster is in it).
 
-    Under pytest-xdist (``-n 2``, the default in pyproject.toml) a scope's tests stay on one
+    Under pytest-xdist (``-n 3``, the default in pyproject.toml) a scope's tests stay on one
     worker, so its module fixtures (a Connect server, a benchmark run) start once, and the
     standalone cluster's modules share one worker: one cluster a run (see below)."""
     if any(name in getattr(item, "fixturenames", ()) for item in items for name in NEEDS_JAVA):
