@@ -78,7 +78,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     and the test that stops the shared cluster after every other of its scope (every test
     that uses the cluster is in it).
 
-    Under pytest-xdist (``-n 3``, the default in pyproject.toml) a scope's tests stay on one
+    Under pytest-xdist (``-n 2``, the default in pyproject.toml) a scope's tests stay on one
     worker, so its module fixtures (a Connect server, a benchmark run) start once, and the
     standalone cluster's modules share one worker: one cluster a run (see below)."""
     if any(name in getattr(item, "fixturenames", ()) for item in items for name in NEEDS_JAVA):
