@@ -193,9 +193,11 @@ class _Columns:
     """The Columns of every transform on one session, built once per column, kind, length,
     distance, mode, prediction column and k, and shared by every model (each Column function
     is ~10 py4j calls here: built per transform they would cost more than the query
-    analysis). ``(input, invalid, prediction)``: the scorer's input, the row rule's "row is
-    invalid" and the prediction (a null for an invalid row, or an error under ``"error"``,
-    in the rule's order), aliased with Spark's metadata."""
+    analysis). ``(input, kept, prediction)``: the scorer's input, the filter of ``"skip"``
+    (the rule's "row is valid", led by an always-true nondeterministic test, so that Spark
+    does not push the filter below the scorer and score every row twice) and the prediction
+    (a null for an invalid row, or an error under ``"error"``, in the rule's order), aliased
+    with Spark's metadata."""
 
     def __init__(self) -> None:
         self._built: dict[tuple[Any, ...], tuple[Column, Column, Column]] = {}
@@ -217,7 +219,9 @@ class _Columns:
                            if handle_invalid == _rows.ERROR else F.lit(None))
                 cases = cases.when(condition, outcome.cast(T.IntegerType()))
             prediction = cases.otherwise(F.greatest(raw - 1.0, F.lit(0.0)).cast(T.IntegerType()))
-            self._built[key] = (scorer_input(source, kind, d, contains_null), invalid,
+            # Spark pushes a filter's deterministic leading conjuncts only
+            kept = (F.spark_partition_id() >= 0) & ~invalid
+            self._built[key] = (scorer_input(source, kind, d, contains_null), kept,
                                 prediction.alias(prediction_col, metadata=metadata))
         return self._built[key]
 
@@ -254,13 +258,13 @@ class SparkAssigner:
         columns = _SESSIONS.get(spark)
         if columns is None:
             columns = _SESSIONS[spark] = _Columns()
-        scorer_in, invalid, prediction = columns.get(
+        scorer_in, kept, prediction = columns.get(
             features_col, kind, self.centers.shape[1], self.distance == K.COSINE,
             kind == _schema.ARRAY and dtype.containsNull, handle_invalid, prediction_col,
             metadata)
         scored = _apply(self.scorer(spark), df.withColumn(FEATURES, scorer_in))
         if handle_invalid == _rows.SKIP:
-            scored = scored.where(~invalid)
+            scored = scored.where(kept)
         return scored.withColumn(prediction_col, prediction).drop(FEATURES, CLASS)
 
 

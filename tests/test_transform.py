@@ -318,7 +318,8 @@ def test_a_100x100_model_builds_in_few_py4j_calls(spark, big, py4j_calls, monkey
 def test_the_jvm_path_is_sparks_scorer_under_the_row_rule(spark, data):
     """The plan: Spark's scorer (a UDF in the JVM, no Python) on the features, a stand-in
     vector for null rows and rows of another length, then ``CASE WHEN`` the row rule holds:
-    the exact check of the stored values only where the scorer gave its decoy class 0."""
+    the exact check of the stored values only where the scorer gave its decoy class 0; each
+    row scored once, also under ``"skip"``."""
     X, centers = data
     df = features_df(spark, X, "dense")
     plan = physical_plan(keeping(centers).transform(df))
@@ -327,6 +328,14 @@ def test_the_jvm_path_is_sparks_scorer_under_the_row_rule(spark, data):
                      r"unwrap_udt\(features#", plan), plan
     assert "UDF(CASE WHEN (isnull(features#" in plan, plan
     assert "EvalPython" not in plan, plan
+    # "skip" filters on the rule, which reads the scorer's class: Spark must not push that
+    # filter below the scorer and score every row twice (it did over cached data)
+    cached = features_df(spark, X, "dense").cache()
+    try:
+        skipping = physical_plan(keeping(centers).setHandleInvalid("skip").transform(cached))
+    finally:
+        cached.unpersist(blocking=True)
+    assert skipping.count("UDF(CASE WHEN (isnull(features#") == 1, skipping
 
 
 def test_where_sparks_scorer_cannot_be_built_the_model_assigns_with_the_arrow_udf(
