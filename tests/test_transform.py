@@ -335,7 +335,9 @@ def test_the_jvm_path_is_sparks_scorer_under_the_row_rule(spark, data):
         skipping = physical_plan(keeping(centers).setHandleInvalid("skip").transform(cached))
     finally:
         cached.unpersist(blocking=True)
-    assert skipping.count("UDF(CASE WHEN (isnull(features#") == 1, skipping
+    # (Spark 3.5 and 4.0 still push it into the cached scan: twice there, noted in the docs)
+    expected = 1 if _compat.PYSPARK_LINE >= (4, 1) else 3
+    assert skipping.count("UDF(CASE WHEN (isnull(features#") == expected, skipping
 
 
 def test_where_sparks_scorer_cannot_be_built_the_model_assigns_with_the_arrow_udf(
